@@ -1,0 +1,145 @@
+"""Dosage, sequence and form across a cohort (CLINICAL_RULES section 6), vectorised.
+
+Matches `domain.adherence`: `dosage_flag` per session, `daily_flags` per day with sessions
+(days a hold covers are not judged), `missing_extension` per flexion-category session and
+`form_fault_counts` per session.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from domain.adherence import DayFlag, SessionFlag
+from domain.pain_response import PainResponse
+
+DOSAGE_FLAG: Final = pl.Enum([SessionFlag.UNDER_DOSE.value, SessionFlag.OVER_DOSE.value])
+DAY_FLAG: Final = pl.Enum([f.value for f in DayFlag])
+PATIENT_PROTOCOL_DAY: Final = ("patient_id", "protocol", "local_date")
+
+
+def dosage_flags(assessed: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds `dosage`: `under-dose` below min_reps unless the session was worsening (stopping
+    then is right), `over-dose` above max_reps, null within or when dosage is not checked."""
+    n = pl.col("n")
+    flag = (
+        pl.when(~pl.col("dosage_checked"))
+        .then(None)
+        .when((n < pl.col("min_reps")) & (pl.col("response") != PainResponse.WORSENING.value))
+        .then(pl.lit(SessionFlag.UNDER_DOSE.value))
+        .when(n > pl.col("max_reps"))
+        .then(pl.lit(SessionFlag.OVER_DOSE.value))
+    )
+    return assessed.with_columns(dosage=flag.cast(DOSAGE_FLAG))
+
+
+def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per patient, protocol and day with a session: the session count, whether a hold
+    covers the day (`Hold.covers`: from its day to the day it closed, or on while open) and the
+    day's flag for protocols with dosage checked."""
+    key = list(PATIENT_PROTOCOL_DAY)
+    # The parameters are the protocol's: looked up once per protocol, not kept per row.
+    per_protocol = assessed.select(
+        "protocol", "dosage_checked", "min_sessions_per_day", "max_sessions_per_day"
+    ).unique("protocol")
+    days = (
+        assessed.group_by(key)
+        .agg(sessions=pl.len().cast(pl.Int32))
+        .join(per_protocol, on="protocol", how="left")
+    )
+    held = holds.select("patient_id", "protocol", "since", "closed_on")
+    covered = (
+        days.select(key)
+        .join(held.select(key[:2]).unique(), on=key[:2], how="semi")
+        .join(held, on=key[:2])
+        .filter(
+            (pl.col("since") <= pl.col("local_date"))
+            & (pl.col("closed_on").is_null() | (pl.col("local_date") <= pl.col("closed_on")))
+        )
+        .select(key)
+        .unique()
+        .with_columns(on_hold=pl.lit(True))
+    )
+    count = pl.col("sessions")
+    flag = (
+        pl.when(~pl.col("dosage_checked") | pl.col("on_hold"))
+        .then(None)
+        .when(count < pl.col("min_sessions_per_day"))
+        .then(pl.lit(DayFlag.UNDER_SESSIONS.value))
+        .when(count > pl.col("max_sessions_per_day"))
+        .then(pl.lit(DayFlag.OVER_SESSIONS.value))
+    )
+    return (
+        days.join(covered, on=key, how="left")
+        .with_columns(on_hold=pl.col("on_hold").fill_null(False))
+        .with_columns(day_flag=flag.cast(DAY_FLAG))
+        .select(*key, "sessions", "dosage_checked", "on_hold", "day_flag")
+    )
+
+
+def _patient_instant(instant: pl.Expr) -> pl.Expr:
+    """(patient, instant) as one Int128, ordered by patient then instant: one sort key and one
+    as-of key instead of a grouped as-of join (patient_id must be integer-backed: an Enum)."""
+    patient = pl.col("patient_id").to_physical().cast(pl.Int128)
+    return patient * (1 << 64) + instant.dt.epoch("us").cast(pl.Int128)
+
+
+def missing_extension(flexion: pl.LazyFrame, extension: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds `extension_missing` to flexion-category sessions.
+
+    Followed means an extension-in-lying session of the same patient starts at or after the
+    session's end (its start when no end was recorded) and at most `extension_within_minutes`
+    later, both ends inclusive; instants are compared, so offsets do not matter. One
+    extension session may follow several flexion sessions.
+    """
+    end = pl.coalesce("ended_at", "started_at")
+    within = pl.duration(minutes=pl.col("extension_within_minutes"))
+    if isinstance(flexion.collect_schema()["patient_id"], pl.Enum):
+        # The first extension start at or after the end, across all patients at once; it
+        # belongs to this patient only if it is within the window (which also bounds it).
+        ends = flexion.with_columns(_key=_patient_instant(end)).sort("_key")
+        starts = (
+            extension.select(_next=_patient_instant(pl.col("started_at")))
+            .with_columns(_key=pl.col("_next"))
+            .sort("_key")
+        )
+        window = within.dt.total_microseconds().cast(pl.Int128)
+        joined = ends.join_asof(starts, on="_key", strategy="forward", check_sortedness=False)
+        return joined.with_columns(
+            extension_missing=pl.col("_next").is_null()
+            | (pl.col("_next") - pl.col("_key") > window)
+        ).drop("_key", "_next")
+    ends = flexion.with_columns(_end=end).sort("patient_id", "_end")
+    starts = (
+        extension.select("patient_id", _next=pl.col("started_at"))
+        .with_columns(_end=pl.col("_next"))
+        .sort("patient_id", "_end")
+    )
+    return (
+        ends.join_asof(
+            starts, on="_end", by="patient_id", strategy="forward", check_sortedness=False
+        )
+        .with_columns(
+            extension_missing=pl.col("_next").is_null()
+            | (pl.col("_next") > pl.col("_end") + within)
+        )
+        .drop("_end", "_next")
+    )
+
+
+def form_fault_counts(repetitions: pl.LazyFrame) -> pl.LazyFrame:
+    """Per session and fault code: the repetitions showing it (a code repeated within one
+    repetition counts once)."""
+    return (
+        repetitions.filter(pl.col("form_faults").is_not_null())
+        .select(
+            "procedure_id",
+            "repetition_index",
+            fault=pl.col("form_faults").str.split(" ").list.unique(),
+        )
+        .explode("fault")
+        .filter(pl.col("fault") != "")
+        .group_by("procedure_id", "fault")
+        .agg(reps=pl.len().cast(pl.Int32))
+    )

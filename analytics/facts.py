@@ -1,0 +1,124 @@
+"""The frames every analytics source produces and every metric reads: names and dtypes.
+
+A source (database or files, see `analytics.sources`) yields one `Facts` per tenant. Each frame
+is lazy and has exactly the columns of its schema below, so the rules never guess a dtype.
+
+- `sessions`: one row per exercise session (the `exercise_session` fact table).
+- `repetitions`: one row per *rated* repetition (`session_fact` rows with a pain score).
+- `pain_reports`: general pain reports (`pain_report`).
+- `patients`: every patient of the tenant with its managing organization.
+- `group_members`: Group id -> member Patient id.
+- `prescriptions`: which protocol each patient was prescribed (ServiceRequest code), so a
+  patient who has not started yet still shows as `no-sessions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import polars as pl
+
+from domain.protocols import ProtocolParameters
+
+UTC_INSTANT: Final = pl.Datetime("us", "UTC")
+
+SESSION_SCHEMA: Final = pl.Schema(
+    {
+        "procedure_id": pl.String(),
+        "patient_id": pl.String(),
+        "protocol": pl.String(),
+        "local_date": pl.Date(),
+        "started_at": UTC_INSTANT,
+        "ended_at": UTC_INSTANT,
+    }
+)
+REPETITION_SCHEMA: Final = pl.Schema(
+    {
+        "procedure_id": pl.String(),
+        "repetition_index": pl.Int32(),
+        "pain": pl.Int8(),
+        "distance_cm": pl.Float64(),
+        "form_faults": pl.String(),  # codes separated by spaces, null when none
+        "peripheral_symptoms": pl.Boolean(),
+    }
+)
+PAIN_REPORT_SCHEMA: Final = pl.Schema(
+    {"patient_id": pl.String(), "local_date": pl.Date(), "pain": pl.Int8()}
+)
+PATIENT_SCHEMA: Final = pl.Schema({"patient_id": pl.String(), "organization_id": pl.String()})
+GROUP_MEMBER_SCHEMA: Final = pl.Schema({"group_id": pl.String(), "patient_id": pl.String()})
+PRESCRIPTION_SCHEMA: Final = pl.Schema({"patient_id": pl.String(), "protocol": pl.String()})
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the cohort report reads for one tenant."""
+
+    sessions: pl.LazyFrame
+    repetitions: pl.LazyFrame
+    pain_reports: pl.LazyFrame
+    patients: pl.LazyFrame
+    group_members: pl.LazyFrame
+    prescriptions: pl.LazyFrame
+    # The tenant's own protocol parameters (clinic-edited PlanDefinitions) by exercise code;
+    # codes not here use the built-in catalog.
+    parameters: Mapping[str, ProtocolParameters] = field(default_factory=dict)
+
+
+def conform(frame: pl.LazyFrame | pl.DataFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """Exactly the schema's columns in its order and dtypes (missing nullable columns as null).
+
+    Sources differ in what they store (SQLite keeps dates as text, a Parquet export may use
+    wider integers); everything downstream sees one shape.
+    """
+    lazy = frame.lazy()
+    present = lazy.collect_schema()
+    columns = []
+    for name, dtype in schema.items():
+        if name not in present:
+            columns.append(pl.lit(None, dtype).alias(name))
+        elif present[name] == dtype:
+            columns.append(pl.col(name))
+        elif present[name] == pl.String and dtype == pl.Date:
+            columns.append(pl.col(name).str.slice(0, 10).str.to_date("%Y-%m-%d").alias(name))
+        elif present[name] == pl.String and isinstance(dtype, pl.Datetime):
+            columns.append(_utc_text(name))
+        elif isinstance(present[name], pl.Datetime) and isinstance(dtype, pl.Datetime):
+            columns.append(_utc_instant(name, present[name]))
+        else:
+            columns.append(pl.col(name).cast(dtype))
+    return lazy.select(columns)
+
+
+def _utc_text(name: str) -> pl.Expr:
+    # SQLite keeps UTC instants as naive text ("2026-03-01 07:00:00.000000"); files may carry
+    # an explicit offset or "Z". Either way the instant is what counts.
+    text = pl.col(name).str.replace(" ", "T").str.replace("Z$", "+00:00")
+    has_offset = text.str.contains(r"[+-]\d{2}:\d{2}$")
+    return (
+        pl.when(has_offset)
+        .then(text.str.to_datetime(time_unit="us", time_zone="UTC", strict=False))
+        .otherwise((text + "+00:00").str.to_datetime(time_unit="us", time_zone="UTC", strict=False))
+        .alias(name)
+    )
+
+
+def _utc_instant(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if getattr(dtype, "time_zone", None) is None:
+        column = column.dt.replace_time_zone("UTC")
+    return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(name)
+
+
+def empty_facts() -> Facts:
+    """A tenant with no data at all."""
+    return Facts(
+        sessions=pl.LazyFrame(schema=SESSION_SCHEMA),
+        repetitions=pl.LazyFrame(schema=REPETITION_SCHEMA),
+        pain_reports=pl.LazyFrame(schema=PAIN_REPORT_SCHEMA),
+        patients=pl.LazyFrame(schema=PATIENT_SCHEMA),
+        group_members=pl.LazyFrame(schema=GROUP_MEMBER_SCHEMA),
+        prescriptions=pl.LazyFrame(schema=PRESCRIPTION_SCHEMA),
+    )

@@ -1,0 +1,628 @@
+"""The cohort outcome report (CLINICAL_RULES section 7) from one tenant's `Facts`.
+
+`cohort_report` is the one entry point the API and the `reptrend report` command share, so
+both give the same numbers. It returns the summary (plain JSON values) and the patient-level
+table (one row per patient and protocol).
+
+Which sessions each metric counts (decisions the rules leave open, kept in one place):
+- everything is as of `as_of`: sessions and reports dated after it do not exist;
+- sessions by pain response, the pain-per-repetition curve, slopes, form faults and
+  progression count flexion-category sessions with at least one rated repetition
+  (extension sessions are often posted without repetitions and would all be `insufficient`);
+- weeks count from the patient's first such session in the cohort;
+- patients by status count (patient, protocol) pairs of protocols with the stop rule on, a
+  prescribed protocol without sessions being `no-sessions`;
+- dosage adherence counts sessions of protocols with dosage checked, and days with sessions
+  that no hold covers; extension adherence counts flexion-category sessions that require it;
+- retry success is tolerated retries over retries; the premature-retry rate is holds with at
+  least one premature retry over holds opened; the overdue rate is `retry-overdue` over
+  protocols with a hold open (`on-hold`, `retry-due`, `retry-overdue`);
+- days from hold to resumed run from the start of a hold episode (through restarts and
+  failed retries) to the tolerated retry that ended it;
+- started before ready counts (patient, protocol) pairs of protocols that require readiness
+  whose first session day was `not-ready` (the per-session flag of section 6 stays with the
+  session views); the readiness counts are those of prescribed protocols not yet started;
+- an extension session after `as_of`'s end does not follow a flexion session of that day.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
+
+import polars as pl
+
+from analytics import adherence, classification, readiness, stop_rule, trends
+from analytics.cohorts import Cohort, cohort_patients
+from analytics.facts import Facts
+from analytics.outcomes import RESPONDER_POINTS, RESPONDER_SHARE, pain_outcomes
+from analytics.protocol_table import protocol_table
+from domain.pain_response import PainResponse
+from domain.protocols import CATALOG, Category, ProtocolParameters
+from domain.readiness import Readiness
+from domain.stop_rule import ProtocolStatus
+from store.errors import InvalidRequest
+
+FLEXION: Final = Category.FLEXION.value
+EXTENSION: Final = Category.EXTENSION.value
+
+PATIENT_TABLE_COLUMNS: Final = (
+    "patient_id",
+    "organization_id",
+    "protocol",
+    "status",
+    "readiness",
+    "sessions",
+    "first_session",
+    "last_session",
+    "worsening_sessions",
+    "holds",
+    "failed_retries",
+    "premature_retries",
+    "retries",
+    "tolerated_retries",
+    "hold_since",
+    "retry_from",
+    "retry_until",
+    "under_dose_sessions",
+    "over_dose_sessions",
+    "started_before_ready",
+    "missing_extension_sessions",
+    "form_fault_sessions",
+    "progressing_sessions",
+    "first_week_pain",
+    "latest_week_pain",
+    "pain_change",
+    "responder",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CohortReport:
+    summary: dict[str, Any]  # JSON values only
+    patients: pl.DataFrame  # PATIENT_TABLE_COLUMNS
+
+
+def rate(count: int, of: int) -> dict[str, Any]:
+    """A share with its numerator and denominator, so a dashboard can show both."""
+    return {"count": count, "of": of, "rate": (count / of) if of else None}
+
+
+def _counts(frame: pl.DataFrame, column: str, labels: list[str]) -> dict[str, int]:
+    found = dict(frame.group_by(column).len().iter_rows()) if frame.height else {}
+    return {label: int(found.get(label, 0)) for label in labels}
+
+
+def _parameters(
+    parameters: Mapping[str, ProtocolParameters] | None,
+) -> dict[str, ProtocolParameters]:
+    merged = {code: p.parameters for code, p in CATALOG.items()}
+    merged.update(parameters or {})
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """Patient and protocol ids as `pl.Enum` codes: every later sort, window, group and join
+    then works on small integers, not uuid strings."""
+
+    patients: pl.Enum
+    protocols: pl.Enum
+
+    def encode(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Members only (a non-member casts to null and is dropped), keyed by codes."""
+        encoded = frame.with_columns(pl.col("patient_id").cast(self.patients, strict=False))
+        if "protocol" in frame.collect_schema():
+            encoded = encoded.with_columns(pl.col("protocol").cast(self.protocols, strict=False))
+            encoded = encoded.filter(pl.col("protocol").is_not_null())
+        return encoded.filter(pl.col("patient_id").is_not_null())
+
+
+@dataclass(frozen=True, slots=True)
+class _Sessions:
+    """What the metrics read besides the assessed sessions."""
+
+    extension: pl.DataFrame  # every member's extension sessions (patient, protocol, day, start)
+    repetitions: pl.LazyFrame  # the cohort's repetitions
+    general: pl.DataFrame  # session keys of the sessions off the fast path
+    exact: bool  # session keys are the procedure ids themselves
+
+
+def _sessions(
+    facts: Facts, cohort: Cohort, as_of: date, table: pl.DataFrame, keys: _Keys
+) -> tuple[pl.DataFrame, _Sessions]:
+    """The cohort's non-extension sessions, classified, and the rest the metrics read."""
+    repetitions = facts.repetitions
+    if cohort.everyone:
+        # The largest step first, while nothing else is held in memory.
+        figures = classification.session_figures(repetitions)
+    member_sessions = keys.encode(facts.sessions.filter(pl.col("local_date") <= as_of))
+    extension_codes = table.filter(pl.col("category") == EXTENSION)["protocol"].implode()
+    is_extension = pl.col("protocol").is_in(extension_codes)
+    # Every extension session counts for extension adherence, whatever the cohort's protocol;
+    # they need no figures, so not their procedure ids either.
+    extension, sessions = pl.collect_all(
+        [
+            member_sessions.filter(is_extension).select(
+                *stop_rule.PATIENT_PROTOCOL_DAY, "started_at"
+            ),
+            member_sessions.filter(~is_extension),
+        ]
+    )
+    if cohort.protocol is not None:
+        sessions = sessions.filter(pl.col("protocol") == cohort.protocol)
+    if not cohort.everyone:
+        repetitions = repetitions.join(
+            sessions.lazy().select("procedure_id"), on="procedure_id", how="semi"
+        )
+        figures = classification.session_figures(repetitions)
+    assessed = _assess(sessions, figures, table)
+    if classification.has_key_collision(assessed):
+        figures = classification.session_figures(repetitions, exact=True)
+        assessed = _assess(sessions, figures, table)
+    return assessed, _Sessions(
+        extension=extension,
+        repetitions=repetitions,
+        general=figures.filter(pl.col("code").is_null()).select("session_key"),
+        exact=figures.schema["session_key"] == pl.String,
+    )
+
+
+def cohort_report(
+    facts: Facts,
+    cohort: Cohort,
+    as_of: date,
+    parameters: Mapping[str, ProtocolParameters] | None = None,
+) -> CohortReport:
+    """Every section 7 metric for the cohort as of `as_of`.
+
+    `parameters` override the tenant's (`facts.parameters`), which override the built-in
+    catalog.
+    """
+    params = _parameters({**facts.parameters, **(parameters or {})})
+    if cohort.protocol is not None and cohort.protocol not in params:
+        raise InvalidRequest(
+            f"unknown protocol {cohort.protocol!r}; known: {', '.join(sorted(params))}",
+            "protocol",
+        )
+    protocols = pl.Enum(list(params))
+    table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols))
+    members = cohort_patients(facts, cohort, as_of).collect()
+    keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
+    assessed, loaded = _sessions(facts, cohort, as_of, table, keys)
+
+    # Sorting in memory is about twice as fast as the streaming engine's sort here.
+    roles = stop_rule.session_roles(assessed.lazy().filter("stop_rule")).collect(engine="in-memory")
+    holds = stop_rule.holds(roles.lazy()).collect()
+    resumed = stop_rule.days_to_resume(roles.lazy()).collect()["days"].to_list()
+    # Procedure ids only ordered sessions at the same instant and named holds: done with.
+    assessed = assessed.drop("procedure_id")
+    roles = roles.drop("procedure_id")
+    unchecked = pl.concat(
+        [
+            assessed.filter(~pl.col("stop_rule")).select(stop_rule.PATIENT_PROTOCOL_DAY),
+            loaded.extension.filter(
+                pl.col("protocol") == cohort.protocol if cohort.protocol else pl.lit(True)
+            ).select(stop_rule.PATIENT_PROTOCOL_DAY),
+        ]
+    )
+    states = pl.concat(
+        [
+            stop_rule.protocol_states(roles.lazy(), as_of).collect(),
+            stop_rule.unchecked_states(unchecked.lazy()).collect(),
+        ]
+    )
+    rated_flexion = (
+        trends.session_weeks(
+            assessed.lazy().filter((pl.col("category") == FLEXION) & (pl.col("n") >= 1))
+        )
+        .select(_RATED_COLUMNS)
+        .collect()
+    )
+    pain_reports = keys.encode(facts.pain_reports).collect()
+    outcomes = pain_outcomes(pain_reports.lazy(), as_of).collect()
+    extension = _extension(assessed, loaded.extension)
+    started = _started_before_ready(assessed, pain_reports, params)
+    # Faults are rare: count them over the rows that have one, then keep the cohort's.
+    faults = (
+        adherence.form_fault_counts(loaded.repetitions)
+        .with_columns(classification.session_key(loaded.exact))
+        .join(rated_flexion.lazy().select("session_key"), on="session_key", how="semi")
+        .collect()
+    )
+    patient_table = _patient_table(
+        members=members.with_columns(pl.col("patient_id").cast(keys.patients)),
+        prescriptions=keys.encode(facts.prescriptions).unique().collect(),
+        cohort=cohort,
+        states=states,
+        assessed=assessed,
+        extension=extension,
+        started=started,
+        readiness_now=_readiness_now(pain_reports, as_of, params, protocols),
+        outcomes=outcomes,
+    )
+    summary = {
+        "cohort": {**cohort.as_dict(), "patients": members.height},
+        "as_of": as_of.isoformat(),
+        **_status_summary(patient_table, table),
+        **_response_summary(rated_flexion),
+        **_trend_summary(rated_flexion, loaded.repetitions, loaded.general, loaded.exact),
+        **_stop_rule_summary(roles, holds, resumed, patient_table),
+        **_adherence_summary(assessed, holds, extension, started),
+        "form_faults": _fault_summary(rated_flexion, faults),
+        "progression": rate(
+            int(rated_flexion["progressing"].sum() or 0),
+            int(rated_flexion["progressing"].is_not_null().sum()),
+        ),
+        "readiness": _counts(
+            patient_table.filter(
+                (pl.col("status") == ProtocolStatus.NO_SESSIONS.value)
+                & pl.col("readiness").is_not_null()
+            ),
+            "readiness",
+            [r.value for r in Readiness],
+        ),
+        "pain_outcome": _outcome_summary(outcomes),
+    }
+    return CohortReport(summary, patient_table)
+
+
+# The parameters each session row carries; the readiness ones are read once per protocol.
+_RULE_COLUMNS: Final = (
+    "protocol",
+    "category",
+    "stop_rule",
+    "stop_rule_mode",
+    "worsening_min_rise",
+    "worsening_min_rises",
+    "slope_threshold",
+    "severe_pain",
+    "retry_min_days",
+    "retry_max_days",
+    "max_failed_retries",
+    "min_reps",
+    "max_reps",
+    "min_sessions_per_day",
+    "max_sessions_per_day",
+    "dosage_checked",
+    "requires_extension_after",
+    "extension_within_minutes",
+)
+
+
+# What later metrics read of an assessed session (the rest is dropped to save memory).
+_ASSESSED_COLUMNS: Final = (
+    "procedure_id",
+    "patient_id",
+    "protocol",
+    "local_date",
+    "started_at",
+    "ended_at",
+    "session_key",
+    "key_collision",
+    "category",
+    "stop_rule",
+    "retry_min_days",
+    "retry_max_days",
+    "max_failed_retries",
+    "min_sessions_per_day",
+    "max_sessions_per_day",
+    "dosage_checked",
+    "requires_extension_after",
+    "extension_within_minutes",
+    "n",
+    "code",
+    "slope",
+    "progressing",
+    "faulty_reps",
+    "response",
+    "dosage",
+)
+
+
+# What the session-level metrics read of the rated flexion-category sessions.
+_RATED_COLUMNS: Final = (
+    "session_key",
+    "patient_id",
+    "week",
+    "n",
+    "code",
+    "slope",
+    "response",
+    "progressing",
+    "faulty_reps",
+)
+
+
+def _assess(sessions: pl.DataFrame, figures: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    return (
+        adherence.dosage_flags(
+            classification.assess_sessions(sessions.lazy(), figures, table.select(_RULE_COLUMNS))
+        )
+        .select(_ASSESSED_COLUMNS)
+        .collect()
+    )
+
+
+def _extension(assessed: pl.DataFrame, extension_sessions: pl.DataFrame) -> pl.DataFrame:
+    flexion = assessed.lazy().filter(
+        (pl.col("category") == FLEXION) & pl.col("requires_extension_after")
+    )
+    return (
+        adherence.missing_extension(
+            flexion.select(
+                "patient_id",
+                "protocol",
+                "started_at",
+                "ended_at",
+                "extension_within_minutes",
+            ),
+            extension_sessions.lazy().select("patient_id", "started_at"),
+        )
+        .select("patient_id", "protocol", "extension_missing")
+        .collect()
+    )
+
+
+def _started_before_ready(
+    assessed: pl.DataFrame,
+    pain_reports: pl.DataFrame,
+    params: Mapping[str, ProtocolParameters],
+) -> pl.DataFrame:
+    """Readiness on the day each patient started each protocol that requires it (the day of
+    the first session): `not-ready` is a start before the entry criteria were met."""
+    frames = []
+    for code, p in params.items():
+        if not p.requires_readiness:
+            continue
+        starts = (
+            assessed.lazy()
+            .filter(pl.col("protocol") == code)
+            .group_by("patient_id", "protocol")
+            .agg(pl.col("local_date").min())
+        )
+        verdicts = readiness.readiness_on_days(
+            pain_reports.lazy(), starts.select("patient_id", "local_date"), p
+        )
+        frames.append(starts.join(verdicts, on=["patient_id", "local_date"], how="left").collect())
+    if not frames:
+        return (
+            assessed.select("patient_id", "protocol", "local_date")
+            .clear()
+            .with_columns(readiness=pl.lit(None, readiness.READINESS))
+        )
+    return pl.concat(frames)
+
+
+def _readiness_now(
+    pain_reports: pl.DataFrame,
+    as_of: date,
+    params: Mapping[str, ProtocolParameters],
+    protocols: pl.Enum,
+) -> pl.DataFrame:
+    frames = [
+        readiness.readiness_as_of(pain_reports.lazy(), as_of, p)
+        .select("patient_id", "readiness", protocol=pl.lit(code, protocols))
+        .collect()
+        for code, p in params.items()
+        if p.requires_readiness
+    ]
+    if not frames:
+        return (
+            pain_reports.select("patient_id")
+            .clear()
+            .with_columns(
+                readiness=pl.lit(None, readiness.READINESS), protocol=pl.lit(None, protocols)
+            )
+        )
+    return pl.concat(frames)
+
+
+def _patient_table(
+    *,
+    members: pl.DataFrame,
+    prescriptions: pl.DataFrame,
+    cohort: Cohort,
+    states: pl.DataFrame,
+    assessed: pl.DataFrame,
+    extension: pl.DataFrame,
+    started: pl.DataFrame,
+    readiness_now: pl.DataFrame,
+    outcomes: pl.DataFrame,
+) -> pl.DataFrame:
+    key = ["patient_id", "protocol"]
+    if cohort.protocol is not None:
+        prescriptions = prescriptions.filter(pl.col("protocol") == cohort.protocol)
+    pairs = pl.concat([states.select(key), prescriptions.select(key)]).unique()
+    per_session = assessed.group_by(key).agg(
+        worsening_sessions=(pl.col("response") == PainResponse.WORSENING.value).sum(),
+        under_dose_sessions=(pl.col("dosage") == "under-dose").sum(),
+        over_dose_sessions=(pl.col("dosage") == "over-dose").sum(),
+        form_fault_sessions=((pl.col("faulty_reps") > 0) & (pl.col("category") == FLEXION)).sum(),
+        progressing_sessions=pl.col("progressing").fill_null(False).sum(),
+    )
+    missing = extension.group_by(key).agg(
+        missing_extension_sessions=pl.col("extension_missing").sum()
+    )
+    started_before_ready = started.select(
+        *key, started_before_ready=pl.col("readiness") == Readiness.NOT_READY.value
+    )
+    counts = [
+        "sessions",
+        "worsening_sessions",
+        "holds",
+        "failed_retries",
+        "premature_retries",
+        "retries",
+        "tolerated_retries",
+        "under_dose_sessions",
+        "over_dose_sessions",
+        "missing_extension_sessions",
+        "form_fault_sessions",
+        "progressing_sessions",
+    ]
+    readiness_protocols = readiness_now["protocol"].unique().implode()
+    joined = (
+        pairs.join(members, on="patient_id", how="inner")
+        .join(states, on=key, how="left")
+        .join(per_session, on=key, how="left")
+        .join(missing, on=key, how="left")
+        .join(started_before_ready, on=key, how="left")
+        .join(readiness_now, on=key, how="left")
+        .join(outcomes, on="patient_id", how="left")
+        .with_columns(
+            status=pl.col("status").fill_null(ProtocolStatus.NO_SESSIONS.value),
+            readiness=pl.when(pl.col("protocol").is_in(readiness_protocols)).then(
+                pl.col("readiness").fill_null(Readiness.UNKNOWN.value)
+            ),
+            first_session=pl.col("first_day"),
+            last_session=pl.col("last_day"),
+        )
+        .with_columns(pl.col(c).fill_null(0).cast(pl.Int32) for c in counts)
+    )
+    return (
+        joined.select(PATIENT_TABLE_COLUMNS)
+        .with_columns(pl.col("patient_id", "protocol").cast(pl.String))
+        .sort("patient_id", "protocol")
+    )
+
+
+def _status_summary(patient_table: pl.DataFrame, table: pl.DataFrame) -> dict[str, Any]:
+    statuses = [s.value for s in ProtocolStatus]
+    checked = table.filter("stop_rule")["protocol"].cast(pl.String).to_list()
+    by_protocol = [
+        {
+            "protocol": code,
+            "patients_by_status": _counts(
+                patient_table.filter(pl.col("protocol") == code), "status", statuses
+            ),
+        }
+        for code in sorted(patient_table["protocol"].unique().to_list())
+    ]
+    return {
+        "patients_by_status": _counts(
+            patient_table.filter(pl.col("protocol").is_in(checked)), "status", statuses
+        ),
+        "protocols": by_protocol,
+    }
+
+
+def _response_summary(weekly: pl.DataFrame) -> dict[str, Any]:
+    """Sessions by pain response, overall and by week since start (the response mix)."""
+    responses = [r.value for r in PainResponse]
+    mix = weekly.group_by("week", "response").len().sort("week")
+    by_week: dict[int, dict[str, int]] = {}
+    for week, response, count in mix.iter_rows():
+        by_week.setdefault(week, dict.fromkeys(responses, 0))[response] = count
+    return {
+        "sessions_by_response": _counts(weekly, "response", responses),
+        "responses_by_week": [
+            {"week": week, "sessions_by_response": counts} for week, counts in by_week.items()
+        ],
+    }
+
+
+def _trend_summary(
+    weekly: pl.DataFrame, repetitions: pl.LazyFrame, general: pl.DataFrame, exact: bool
+) -> dict[str, Any]:
+    """The pain-per-repetition curve and mean slope by week since start."""
+    general_reps = (
+        classification.ordered_repetitions(
+            classification.general_rows(repetitions, general, exact)
+        ).select(classification.session_key(exact), "repetition_index", "pain")
+        if general.height
+        else pl.LazyFrame(
+            schema={
+                "session_key": general.schema["session_key"],
+                "repetition_index": pl.Int32,
+                "pain": pl.Int8,
+            }
+        )
+    )
+    curve = trends.pain_curve(weekly.lazy(), general_reps).collect()
+    return {
+        "pain_per_repetition": curve.to_dicts(),
+        "slope_by_week": trends.slope_by_week(weekly.lazy()),
+    }
+
+
+def _stop_rule_summary(
+    roles: pl.DataFrame, holds: pl.DataFrame, resumed: list[int], patient_table: pl.DataFrame
+) -> dict[str, Any]:
+    with_premature = (
+        roles.filter("premature").select("patient_id", "protocol", "holds_before").unique().height
+    )
+    open_statuses = [
+        ProtocolStatus.ON_HOLD.value,
+        ProtocolStatus.RETRY_DUE.value,
+        ProtocolStatus.RETRY_OVERDUE.value,
+    ]
+    statuses = patient_table["status"].cast(pl.String)
+    return {
+        "hold_to_resume_days": {
+            "episodes": len(resumed),
+            "median": statistics.median(resumed) if resumed else None,
+            "mean": statistics.fmean(resumed) if resumed else None,
+        },
+        "retry_success": rate(int(roles["tolerated"].sum()), int(roles["retry"].sum())),
+        "premature_retry": rate(with_premature, holds.height),
+        "retry_overdue": rate(
+            int((statuses == ProtocolStatus.RETRY_OVERDUE.value).sum()),
+            int(statuses.is_in(open_statuses).sum()),
+        ),
+    }
+
+
+def _adherence_summary(
+    assessed: pl.DataFrame,
+    holds: pl.DataFrame,
+    extension: pl.DataFrame,
+    started: pl.DataFrame,
+) -> dict[str, Any]:
+    dosed = assessed.filter("dosage_checked")
+    days = adherence.daily_flags(assessed.lazy(), holds.lazy()).collect()
+    judged = days.filter(pl.col("dosage_checked") & ~pl.col("on_hold"))
+    return {
+        "dosage_adherence": {
+            "sessions": rate(int(dosed["dosage"].is_null().sum()), dosed.height),
+            "under_dose_sessions": int((dosed["dosage"] == "under-dose").sum()),
+            "over_dose_sessions": int((dosed["dosage"] == "over-dose").sum()),
+            "days": rate(int(judged["day_flag"].is_null().sum()), judged.height),
+            "under_sessions_days": int((judged["day_flag"] == "under-sessions").sum()),
+            "over_sessions_days": int((judged["day_flag"] == "over-sessions").sum()),
+        },
+        "extension_adherence": rate(int((~extension["extension_missing"]).sum()), extension.height),
+        "started_before_ready": rate(
+            int((started["readiness"] == Readiness.NOT_READY.value).sum()), started.height
+        ),
+    }
+
+
+def _fault_summary(rated_flexion: pl.DataFrame, faults: pl.DataFrame) -> dict[str, Any]:
+    by_code = faults.group_by("fault").agg(pl.col("reps").sum()).sort("fault")
+    return {
+        "sessions": rate(int((rated_flexion["faulty_reps"] > 0).sum()), rated_flexion.height),
+        "repetitions_by_code": {code: int(n) for code, n in by_code.iter_rows()},
+    }
+
+
+def _mean(values: pl.Series) -> float | None:
+    """Correctly rounded, so independent of row order (see `trends.slope_by_week`)."""
+    return statistics.fmean(values.to_list()) if len(values) else None
+
+
+def _outcome_summary(outcomes: pl.DataFrame) -> dict[str, Any]:
+    evaluable = outcomes.filter(pl.col("pain_change").is_not_null())
+    changes = evaluable["pain_change"].to_list()
+    return {
+        "patients": evaluable.height,
+        "mean_first_week_pain": _mean(evaluable["first_week_pain"]),
+        "mean_latest_week_pain": _mean(evaluable["latest_week_pain"]),
+        "mean_change": statistics.fmean(changes) if changes else None,
+        "median_change": statistics.median(changes) if changes else None,
+        "responders": rate(int(evaluable["responder"].sum()), evaluable.height),
+        "responder_rule": {"points": RESPONDER_POINTS, "share": RESPONDER_SHARE},
+    }

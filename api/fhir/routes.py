@@ -1,0 +1,196 @@
+"""The FHIR REST interactions at /fhir: read, vread, create, update, delete, history, and
+transaction/batch Bundles at the base."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from api.deps import ReadUow, WriteUow
+from api.errors import HttpProblem, bundle_error_entry
+from api.fhir.body import fhir_json_body
+from api.fhir.capability import capability_statement
+from api.fhir.negotiation import FORMAT_PARAMETERS, ReturnPreference, return_preference
+from api.fhir_response import FhirResponse
+from api.operation_outcome import operation_outcome
+from store.bundles import process_batch, process_transaction
+from store.conditional import conditional_create, conditional_update
+from store.errors import InvalidRequest, NotSupported
+from store.resource_store import (
+    Method,
+    StoredResource,
+    Write,
+    instant_text,
+    new_resource_id,
+    version_from_etag,
+)
+from store.search_params import RESOURCE_SPECS, ResourceSpec
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
+Body = Annotated[Any, Depends(fhir_json_body)]
+
+
+def _spec(resource_type: str, *, writing: bool = False) -> ResourceSpec:
+    spec = RESOURCE_SPECS.get(resource_type)
+    if spec is None:
+        raise NotSupported(f"resource type '{resource_type}' is not supported by this server")
+    if writing and spec.read_only:
+        raise HttpProblem(405, f"{resource_type} is read-only on this server", "not-supported")
+    return spec
+
+
+def _resource_response(
+    request: Request, resource: StoredResource, status_code: int = 200, *, written: bool = False
+) -> FhirResponse:
+    """A resource with its ETag; after a write, Location and the body the client preferred."""
+    headers = {
+        "ETag": resource.etag,
+        "Last-Modified": instant_text(resource.last_updated),
+    }
+    if written:
+        headers["Location"] = str(
+            request.url_for("vread", type=resource.type, id=resource.id, vid=resource.version_id)
+        )
+        preference = return_preference(request)
+        if preference is ReturnPreference.MINIMAL:
+            return FhirResponse(None, status_code=status_code, headers=headers)
+        if preference is ReturnPreference.OPERATION_OUTCOME:
+            verb = "created" if status_code == 201 else "updated"
+            outcome = operation_outcome(
+                f"{resource.type}/{resource.id} {verb} (version {resource.version_id})",
+                code="informational",
+                severity="information",
+            )
+            return FhirResponse(outcome, status_code=status_code, headers=headers)
+    return FhirResponse(resource.body, status_code=status_code, headers=headers)
+
+
+@router.get("/metadata", summary="CapabilityStatement")
+def metadata(request: Request) -> FhirResponse:
+    return FhirResponse(capability_statement(str(request.base_url) + "fhir", version("reptrend")))
+
+
+@router.post("", summary="Process a transaction or batch Bundle")
+def bundle(body: Body, uow: WriteUow) -> FhirResponse:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidRequest("POST to the base expects a Bundle", "resourceType")
+    kind = body.get("type")
+    if kind == "transaction":
+        response = process_transaction(uow.resources, body)
+    elif kind == "batch":
+        response = process_batch(uow.resources, body, bundle_error_entry)
+    else:
+        raise InvalidRequest("Bundle.type must be transaction or batch", "Bundle.type")
+    uow.commit()
+    return FhirResponse(response)
+
+
+@router.post("/{type}", summary="Create a resource (server-assigned id; If-None-Exist)")
+def create(
+    type: str,
+    request: Request,
+    body: Body,
+    uow: WriteUow,
+    if_none_exist: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    _spec(type, writing=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object (a FHIR resource)")
+    if if_none_exist:
+        conditional = conditional_create(uow.resources, type, if_none_exist, body)
+        uow.commit()
+        status = 201 if conditional.created else 200
+        return _resource_response(request, conditional.resource, status, written=True)
+    resource_id = new_resource_id()
+    outcome = uow.resources.write(
+        [Write(Method.CREATE, type, resource_id, {**body, "id": resource_id})]
+    )[0]
+    uow.commit()
+    return _resource_response(request, outcome.resource, 201, written=True)
+
+
+@router.put("/{type}", summary="Conditional update: PUT [type]?[search criteria]")
+def update_conditionally(
+    type: str,
+    request: Request,
+    body: Body,
+    uow: WriteUow,
+    if_match: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    _spec(type, writing=True)
+    criteria = urlencode(
+        [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMETERS]
+    )
+    if not criteria:
+        raise InvalidRequest("PUT to a type needs search criteria: PUT [type]?[criteria]")
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object (a FHIR resource)")
+    outcome = conditional_update(
+        uow.resources, type, criteria, body, version_from_etag(if_match, "If-Match")
+    )
+    uow.commit()
+    status = 201 if outcome.created else 200
+    return _resource_response(request, outcome.resource, status, written=True)
+
+
+@router.get("/{type}/{id}", summary="Read the current version")
+def read(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
+    _spec(type)
+    return _resource_response(request, uow.resources.read(type, id))
+
+
+@router.put("/{type}/{id}", summary="Update (or create with a client-assigned id)")
+def update(
+    type: str,
+    id: str,
+    request: Request,
+    body: Body,
+    uow: WriteUow,
+    if_match: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    _spec(type, writing=True)
+    write = Write(Method.UPDATE, type, id, body, if_match=version_from_etag(if_match, "If-Match"))
+    outcome = uow.resources.write([write])[0]
+    uow.commit()
+    status = 201 if outcome.created else 200
+    return _resource_response(request, outcome.resource, status, written=True)
+
+
+@router.delete("/{type}/{id}", summary="Delete (reads then answer 410)", status_code=204)
+def delete(type: str, id: str, uow: WriteUow) -> FhirResponse:
+    _spec(type, writing=True)
+    uow.resources.write([Write(Method.DELETE, type, id)])
+    uow.commit()
+    return FhirResponse(None, status_code=204)
+
+
+@router.get("/{type}/{id}/_history", summary="Instance history")
+def history(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
+    _spec(type)
+    versions = uow.resources.history(type, id)
+    base = str(request.base_url) + "fhir"
+    entries = []
+    for v in versions:
+        entry: dict[str, Any] = {
+            "fullUrl": f"{base}/{type}/{id}",
+            "request": {
+                "method": "DELETE" if v.deleted else ("POST" if v.version_id == 1 else "PUT"),
+                "url": f"{type}/{id}",
+            },
+            "response": {"status": "200 OK", "etag": v.etag},
+        }
+        if v.body is not None:
+            entry["resource"] = v.body
+        entries.append(entry)
+    return FhirResponse(
+        {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+    )
+
+
+@router.get("/{type}/{id}/_history/{vid}", summary="Read one version", name="vread")
+def vread(type: str, id: str, vid: int, request: Request, uow: ReadUow) -> FhirResponse:
+    _spec(type)
+    return _resource_response(request, uow.resources.vread(type, id, vid))

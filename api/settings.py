@@ -1,0 +1,39 @@
+"""Settings, read from REPTREND_* environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from store.database import default_database_url, normalize_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REPTREND_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy or plain postgresql:// URL; default: a SQLite file under ./var/",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Bodies above this answer 413; 10,000-entry transaction Bundles fit well below it.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Until SMART Backend Services lands every client acts for this tenant.
+    default_tenant: str = Field(default="default", min_length=1, max_length=64)
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        url = normalize_url(value)
+        if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise ValueError("REPTREND_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return url
+
+
+@lru_cache(maxsize=1)
+def settings_from_environment() -> Settings:
+    return Settings()

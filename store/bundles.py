@@ -1,0 +1,285 @@
+"""transaction and batch Bundles: FHIR's processing rules on top of `ResourceStore.write`.
+
+A transaction is one call to `write` (so one set of executemany statements) inside the caller's
+unit of work: any error rolls back every entry. A batch runs each entry in its own savepoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from store.conditional import existing_or_claim
+from store.errors import InvalidRequest, NotSupported, ReptrendError
+from store.resource_store import (
+    Method,
+    ResourceStore,
+    StoredResource,
+    Write,
+    WriteOutcome,
+    instant_text,
+    new_resource_id,
+    version_from_etag,
+)
+from store.search_params import SUPPORTED_TYPES
+
+# FHIR transaction processing order: deletes, creates, updates, then reads.
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+
+ErrorEntry = Callable[[ReptrendError], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    position: int
+    method: str
+    type: str
+    id: str
+    full_url: str | None
+    resource: dict[str, Any] | None
+    version: int | None = None
+    # Search criteria of a conditional create (ifNoneExist) or update (PUT Type?criteria).
+    condition: str | None = None
+    if_match: int | None = None
+    # Set when a conditional create found its resource: nothing is written for the entry.
+    matched: bool = False
+
+
+def _parse_entry(position: int, raw: Any) -> Entry:
+    where = f"Bundle.entry[{position}]"
+    if not isinstance(raw, Mapping):
+        raise InvalidRequest(f"{where} must be an object", where)
+    request = raw.get("request")
+    if not isinstance(request, Mapping):
+        raise InvalidRequest(f"{where}.request is required in a transaction", f"{where}.request")
+    method = str(request.get("method", "")).upper()
+    path, _, query = str(request.get("url", "")).strip("/").partition("?")
+    if method not in _ORDER:
+        raise NotSupported(f"{where}.request.method {method!r} is not supported", where)
+    parts = path.split("/")
+    resource_type = parts[0]
+    if resource_type not in SUPPORTED_TYPES:
+        raise NotSupported(
+            f"{where}.request.url names an unsupported type {resource_type!r}",
+            f"{where}.request.url",
+        )
+    resource = raw.get("resource")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise InvalidRequest(f"{where}.resource is required for {method}", f"{where}.resource")
+    if_match = version_from_etag(request.get("ifMatch"), f"{where}.request.ifMatch")
+    full_url = raw.get("fullUrl")
+    if method == "POST":
+        if len(parts) != 1 or query:
+            raise InvalidRequest(f"{where}.request.url must be a type for POST", where)
+        condition = request.get("ifNoneExist") or None
+        return Entry(
+            position,
+            method,
+            resource_type,
+            new_resource_id(),
+            full_url,
+            resource,
+            condition=condition,
+        )
+    if query:
+        if method != "PUT" or len(parts) != 1:
+            raise NotSupported(
+                f"{where}: only PUT supports search criteria in request.url", f"{where}.request.url"
+            )
+        return Entry(
+            position,
+            method,
+            resource_type,
+            new_resource_id(),
+            full_url,
+            resource,
+            condition=query,
+            if_match=if_match,
+        )
+    if len(parts) == 4 and parts[2] == "_history" and method == "GET":
+        return Entry(position, method, resource_type, parts[1], None, None, int(parts[3]))
+    if len(parts) != 2:
+        raise InvalidRequest(f"{where}.request.url must be '{resource_type}/[id]'", where)
+    return Entry(position, method, resource_type, parts[1], full_url, resource, if_match=if_match)
+
+
+def _with_assigned_id(entry: Entry, body: dict[str, Any]) -> dict[str, Any]:
+    """Creates and conditional updates get the id the server chose; a plain PUT keeps its
+    own, so a body whose id differs from the URL is still rejected."""
+    if entry.method == "POST" or entry.condition is not None:
+        return {**body, "id": entry.id}
+    return body
+
+
+def _resolve_condition(store: ResourceStore, entry: Entry) -> Entry:
+    """Decide which resource a conditional entry creates or updates (race-free claims)."""
+    if entry.condition is None:
+        return entry
+    try:
+        existing = existing_or_claim(store, entry.type, entry.condition, entry.id)
+    except ReptrendError as error:
+        error.diagnostics = f"Bundle.entry[{entry.position}]: {error.diagnostics}"
+        error.expression = f"Bundle.entry[{entry.position}].request"
+        raise
+    if existing is None:
+        return entry
+    if entry.method == "POST":
+        return replace(entry, id=existing, matched=True)
+    body_id = (entry.resource or {}).get("id")
+    if body_id not in (None, existing):
+        raise InvalidRequest(
+            f"Bundle.entry[{entry.position}]: the body's id does not match the resource "
+            "the criteria found",
+            f"Bundle.entry[{entry.position}].resource.id",
+        )
+    return replace(entry, id=existing)
+
+
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _rewrite_references(resource: dict[str, Any], targets: Mapping[str, str]) -> dict[str, Any]:
+    """Point references at Bundle entries' fullUrls (urn:uuid:...) to the entries' new ids.
+
+    Scans orjson's canonical serialisation with one regex (in C) instead of walking every node
+    in Python; a resource that references no entry is returned as it is.
+    """
+    if not targets:
+        return resource
+    text = orjson.dumps(resource)
+    hits = [m for m in _REFERENCE.finditer(text) if m.group(1).decode() in targets]
+    if not hits:
+        return resource
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        value = match.group(1).decode()
+        return b'"reference":' + orjson.dumps(targets.get(value, value))
+
+    rewritten: dict[str, Any] = orjson.loads(_REFERENCE.sub(replace, text))
+    return rewritten
+
+
+def _response(outcome: WriteOutcome, method: str) -> dict[str, Any]:
+    resource = outcome.resource
+    if method == "DELETE":
+        return {"response": {"status": "204 No Content"}}
+    status = "201 Created" if outcome.created else "200 OK"
+    return {
+        "fullUrl": f"{resource.type}/{resource.id}",
+        "response": {
+            "status": status,
+            "location": f"{resource.type}/{resource.id}/_history/{resource.version_id}",
+            "etag": resource.etag,
+            "lastModified": instant_text(resource.last_updated),
+        },
+    }
+
+
+def _read_response(resource: StoredResource) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{resource.type}/{resource.id}",
+        "resource": resource.body,
+        "response": {"status": "200 OK", "etag": resource.etag},
+    }
+
+
+def _entries(bundle: Mapping[str, Any]) -> list[Any]:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise InvalidRequest("Bundle.entry must be an array", "Bundle.entry")
+    return entries
+
+
+def process_transaction(store: ResourceStore, bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """All or nothing: raises on the first problem, leaving the caller to roll back."""
+    parsed = [_parse_entry(i, raw) for i, raw in enumerate(_entries(bundle))]
+    ordered = [
+        _resolve_condition(store, entry)
+        for entry in sorted(parsed, key=lambda e: (_ORDER[e.method], e.position))
+    ]
+    targets = {
+        e.full_url: f"{e.type}/{e.id}"
+        for e in ordered
+        if e.full_url and e.method in ("POST", "PUT")
+    }
+    writes: list[Write] = []
+    written: list[Entry] = []
+    for entry in ordered:
+        if entry.method == "GET" or entry.matched:
+            continue
+        body = None
+        if entry.resource is not None:
+            body = _with_assigned_id(entry, _rewrite_references(entry.resource, targets))
+        method = Method.UPDATE if entry.method == "PUT" else Method(entry.method)
+        writes.append(Write(method, entry.type, entry.id, body, if_match=entry.if_match))
+        written.append(entry)
+    try:
+        outcomes = store.write(writes)
+    except ReptrendError as error:
+        raise _in_entry(error, written) from None
+    responses: dict[int, dict[str, Any]] = {}
+    for entry, outcome in zip(written, outcomes, strict=True):
+        responses[entry.position] = _response(outcome, entry.method)
+    for entry in ordered:
+        if entry.matched:
+            existing = store.read(entry.type, entry.id)
+            responses[entry.position] = _response(WriteOutcome(existing, created=False), "POST")
+        elif entry.method == "GET":
+            responses[entry.position] = _read_response(_read(store, entry))
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [responses[i] for i in range(len(parsed))],
+    }
+
+
+def _read(store: ResourceStore, entry: Entry) -> StoredResource:
+    if entry.version is not None:
+        return store.vread(entry.type, entry.id, entry.version)
+    return store.read(entry.type, entry.id)
+
+
+def _in_entry(error: ReptrendError, written: list[Entry]) -> ReptrendError:
+    """Point an error raised for one write at the Bundle entry it came from."""
+    index = error.batch_index
+    if index is None:
+        return error
+    position = written[index].position
+    expression = error.expression or ""
+    _, _, rest = expression.partition(".")
+    error.expression = f"Bundle.entry[{position}].resource" + (f".{rest}" if rest else "")
+    error.diagnostics = f"Bundle.entry[{position}]: {error.diagnostics}"
+    return error
+
+
+def process_batch(
+    store: ResourceStore, bundle: Mapping[str, Any], error_entry: ErrorEntry
+) -> dict[str, Any]:
+    """Each entry on its own: a failing entry gets its error, the others still apply."""
+    responses: list[dict[str, Any]] = []
+    for position, raw in enumerate(_entries(bundle)):
+        savepoint = store.connection.begin_nested()
+        try:
+            entry = _resolve_condition(store, _parse_entry(position, raw))
+            if entry.method == "GET":
+                responses.append(_read_response(_read(store, entry)))
+            elif entry.matched:
+                existing = store.read(entry.type, entry.id)
+                responses.append(_response(WriteOutcome(existing, created=False), "POST"))
+            else:
+                body = None
+                if entry.resource is not None:
+                    body = _with_assigned_id(entry, entry.resource)
+                method = Method.UPDATE if entry.method == "PUT" else Method(entry.method)
+                write = Write(method, entry.type, entry.id, body, if_match=entry.if_match)
+                outcome = store.write([write])[0]
+                responses.append(_response(outcome, entry.method))
+            savepoint.commit()
+        except ReptrendError as error:
+            savepoint.rollback()
+            responses.append(error_entry(error))
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}

@@ -1,0 +1,190 @@
+"""Keeps the narrow fact tables in step with the resources written in the same batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from store import tables
+from store.batching import chunks
+from store.bulk_insert import bulk_insert
+from store.errors import InvalidResource
+from store.indexing import split_reference
+from store.session_facts import (
+    SessionInfo,
+    exercise_session_row,
+    fact_rows,
+    general_pain_report,
+    session_info,
+    session_observation,
+)
+
+if TYPE_CHECKING:
+    from store.resource_store import ResourceStore, StoredResource
+
+_SESSION = tables.ExerciseSession.__table__  # type: ignore[attr-defined]
+_FACT = tables.SessionFact.__table__  # type: ignore[attr-defined]
+_PAIN = tables.PainReport.__table__  # type: ignore[attr-defined]
+
+# Statuses that mean "this did not happen as recorded": no facts for them.
+_VOID_STATUSES = frozenset({"entered-in-error", "not-done", "cancelled"})
+
+
+def _live(resource: StoredResource) -> dict[str, Any] | None:
+    body = resource.body
+    if body is None or body.get("status") in _VOID_STATUSES:
+        return None
+    return body
+
+
+Pair = tuple[str, str]  # (patient_id, protocol)
+
+
+def write_facts(store: ResourceStore, resources: Sequence[StoredResource]) -> set[Pair]:
+    """Returns the (patient, protocol) pairs whose sessions or repetition facts changed,
+    before and after the write (a session moved to another patient touches both)."""
+    procedures = [r for r in resources if r.type == "Procedure"]
+    observations = [r for r in resources if r.type == "Observation"]
+    touched: set[Pair] = set()
+    sessions = _write_sessions(store, procedures, touched) if procedures else {}
+    if observations:
+        _write_observation_facts(store, observations, sessions, {p.id for p in procedures}, touched)
+    return touched
+
+
+def _delete_where(store: ResourceStore, table: sa.Table, column: str, ids: list[str]) -> None:
+    for chunk in chunks(ids):
+        store.connection.execute(
+            sa.delete(table).where(table.c.tenant == store.tenant, table.c[column].in_(chunk))
+        )
+
+
+def _delete_returning_pairs(
+    store: ResourceStore, table: sa.Table, column: str, ids: list[str], touched: set[Pair]
+) -> None:
+    for chunk in chunks(ids):
+        touched.update(
+            (row.patient_id, row.protocol)
+            for row in store.connection.execute(
+                sa.delete(table)
+                .where(table.c.tenant == store.tenant, table.c[column].in_(chunk))
+                .returning(table.c.patient_id, table.c.protocol)
+            )
+        )
+
+
+def _write_sessions(
+    store: ResourceStore, procedures: Sequence[StoredResource], touched: set[Pair]
+) -> dict[str, SessionInfo]:
+    rows: list[dict[str, Any]] = []
+    for procedure in procedures:
+        body = _live(procedure)
+        row = exercise_session_row(procedure.id, body) if body is not None else None
+        if row is not None:
+            rows.append({"tenant": store.tenant, **row})
+    _delete_returning_pairs(store, _SESSION, "procedure_id", [p.id for p in procedures], touched)
+    touched.update((r["patient_id"], r["protocol"]) for r in rows)
+    if rows:
+        bulk_insert(store.connection, _SESSION, rows)
+        # Repetitions already stored copy their session's protocol, date and patient.
+        store.connection.execute(
+            sa.update(_FACT)
+            .where(
+                _FACT.c.tenant == store.tenant,
+                _FACT.c.procedure_id == sa.bindparam("b_procedure_id"),
+            )
+            .values(
+                patient_id=sa.bindparam("b_patient_id"),
+                protocol=sa.bindparam("b_protocol"),
+                local_date=sa.bindparam("b_local_date"),
+                started_at=sa.bindparam("b_started_at"),
+            )
+            .execution_options(synchronize_session=False),
+            [
+                {
+                    f"b_{k}": r[k]
+                    for k in ("procedure_id", "patient_id", "protocol", "local_date", "started_at")
+                }
+                for r in rows
+            ],
+        )
+    return {row["procedure_id"]: session_info(row) for row in rows}
+
+
+def _stored_sessions(store: ResourceStore, procedure_ids: set[str]) -> dict[str, SessionInfo]:
+    found: dict[str, SessionInfo] = {}
+    for chunk in chunks(sorted(procedure_ids)):
+        for row in store.connection.execute(
+            sa.select(_SESSION).where(
+                _SESSION.c.tenant == store.tenant, _SESSION.c.procedure_id.in_(chunk)
+            )
+        ).mappings():
+            found[row["procedure_id"]] = session_info(dict(row))
+    return found
+
+
+def _write_observation_facts(
+    store: ResourceStore,
+    observations: Sequence[StoredResource],
+    batch_sessions: dict[str, SessionInfo],
+    batch_procedures: set[str],
+    touched: set[Pair],
+) -> None:
+    ids = [o.id for o in observations]
+    _delete_returning_pairs(store, _FACT, "observation_id", ids, touched)
+    _delete_where(store, _PAIN, "observation_id", ids)
+
+    parsed = []
+    referenced: set[str] = set()
+    pain_rows: list[dict[str, Any]] = []
+    for observation in observations:
+        body = observation.body
+        if body is None:
+            continue
+        for _i, part in enumerate(body.get("partOf", ())):
+            target_type, target_id = split_reference(str(part.get("reference", "")))
+            if target_type == "Procedure":
+                referenced.add(target_id)
+        if _live(observation) is None:
+            continue
+        session = session_observation(body)
+        if session is not None:
+            parsed.append((observation.id, session))
+            continue
+        report = general_pain_report(body)
+        if report is not None:
+            pain_rows.append(
+                {
+                    "tenant": store.tenant,
+                    "observation_id": observation.id,
+                    "patient_id": report.patient_id,
+                    "local_date": report.local_date,
+                    "effective_at": report.effective_at,
+                    "pain": report.pain,
+                }
+            )
+
+    unresolved = referenced - batch_procedures
+    sessions = {**_stored_sessions(store, unresolved), **batch_sessions}
+    missing = unresolved - set(sessions) - store.live_ids("Procedure", unresolved - set(sessions))
+    if missing:
+        raise InvalidResource(
+            f"Observation.partOf points to Procedure/{sorted(missing)[0]}, which does not exist",
+            "Observation.partOf",
+        )
+
+    fact_table_rows: list[dict[str, Any]] = []
+    for observation_id, session in parsed:
+        info = sessions.get(session.procedure_id)
+        if info is None:  # part of a Procedure that is not an exercise session
+            continue
+        fact_table_rows.extend(
+            {"tenant": store.tenant, **row} for row in fact_rows(observation_id, session, info)
+        )
+    touched.update((r["patient_id"], r["protocol"]) for r in fact_table_rows)
+    if fact_table_rows:
+        bulk_insert(store.connection, _FACT, fact_table_rows)
+    if pain_rows:
+        bulk_insert(store.connection, _PAIN, pain_rows)

@@ -1,0 +1,138 @@
+"""Search-index rows for one resource, derived from the registry in `search_params`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.fhir_dates import period_range, value_range
+from store.search_params import ParamType, SearchParam, spec_for
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class IndexRows:
+    """Rows for each search table, keyed by the table they go to."""
+
+    token: list[Row] = field(default_factory=list)
+    reference: list[Row] = field(default_factory=list)
+    date: list[Row] = field(default_factory=list)
+    quantity: list[Row] = field(default_factory=list)
+    string: list[Row] = field(default_factory=list)
+
+    def extend(self, other: IndexRows) -> None:
+        self.token.extend(other.token)
+        self.reference.extend(other.reference)
+        self.date.extend(other.date)
+        self.quantity.extend(other.quantity)
+        self.string.extend(other.string)
+
+
+def values_at(resource: Mapping[str, Any], path: str) -> Iterator[Any]:
+    """Every value at a dotted element path; lists along the way are flattened."""
+    current: list[Any] = [resource]
+    for step in path.split("."):
+        found: list[Any] = []
+        for node in current:
+            if isinstance(node, Mapping) and step in node:
+                child = node[step]
+                found.extend(child if isinstance(child, list) else [child])
+        current = found
+    yield from current
+
+
+def split_reference(reference: str) -> tuple[str | None, str]:
+    """'Patient/1', 'https://x/fhir/Patient/1' or 'Patient/1/_history/2' -> ('Patient', '1')."""
+    parts = reference.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None, reference
+
+
+def index_resource(
+    tenant: str, resource_type: str, resource_id: str, body: Mapping[str, Any]
+) -> IndexRows:
+    rows = IndexRows()
+    spec = spec_for(resource_type)
+    if spec is None:
+        return rows
+    base = {"tenant": tenant, "type": resource_type, "resource_id": resource_id}
+    for param in spec.params.values():
+        for path in param.paths:
+            for value in values_at(body, path):
+                _index_value(rows, base, param, path, value)
+    return rows
+
+
+def _index_value(rows: IndexRows, base: Row, param: SearchParam, path: str, value: Any) -> None:
+    name = param.name
+    kind = param.type
+    if kind in (ParamType.TOKEN, ParamType.URI):
+        for system, code in _tokens(value):
+            rows.token.append({**base, "param": name, "system": system, "code": code})
+    elif kind is ParamType.REFERENCE:
+        reference = value.get("reference") if isinstance(value, Mapping) else value
+        if isinstance(reference, str):
+            target_type, target_id = split_reference(reference)
+            if param.targets and target_type not in param.targets:
+                return
+            rows.reference.append(
+                {**base, "param": name, "target_type": target_type, "target_id": target_id}
+            )
+    elif kind is ParamType.DATE:
+        if isinstance(value, Mapping):
+            low, high = period_range(value.get("start"), value.get("end"))
+        elif isinstance(value, str):
+            low, high = value_range(value)
+        else:
+            return
+        rows.date.append({**base, "param": name, "low": low, "high": high})
+    elif kind in (ParamType.QUANTITY, ParamType.NUMBER):
+        if isinstance(value, Mapping) and isinstance(value.get("value"), int | float):
+            rows.quantity.append(
+                {
+                    **base,
+                    "param": name,
+                    "value": float(value["value"]),
+                    "system": value.get("system"),
+                    "code": value.get("code") or value.get("unit"),
+                }
+            )
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            rows.quantity.append(
+                {**base, "param": name, "value": float(value), "system": None, "code": None}
+            )
+    elif kind is ParamType.STRING:
+        for text in _strings(value):
+            rows.string.append({**base, "param": name, "value": text.casefold()})
+
+
+def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
+    if isinstance(value, bool):
+        yield None, "true" if value else "false"
+    elif isinstance(value, str):
+        yield None, value
+    elif isinstance(value, Mapping):
+        if "coding" in value:  # CodeableConcept
+            for coding in value["coding"]:
+                if coding.get("code"):
+                    yield coding.get("system"), coding["code"]
+        elif "code" in value:  # Coding
+            yield value.get("system"), value["code"]
+        elif "value" in value:  # Identifier
+            yield value.get("system"), str(value["value"])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):  # HumanName: every part is searchable
+        for key in ("text", "family"):
+            if isinstance(value.get(key), str):
+                yield value[key]
+        for key in ("given", "prefix", "suffix"):
+            yield from value.get(key, ())

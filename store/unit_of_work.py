@@ -1,0 +1,75 @@
+"""The unit of work: one connection, one transaction, one commit point.
+
+Everything a request (or a CLI command) does to the database happens inside one of these.
+Leaving the block without `commit()`, or through an exception, rolls everything back, so an
+error part-way through a batch leaves no trace.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from store.database import WRITE_TRANSACTION
+from store.resource_store import Clock, ResourceStore, utc_now
+
+DEFAULT_TENANT = "default"
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        engine: Engine,
+        tenant: str = DEFAULT_TENANT,
+        *,
+        write: bool = False,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._engine = engine
+        self._tenant = tenant
+        self._write = write
+        self._clock = clock
+        self._connection: sa.Connection | None = None
+        self._transaction: sa.RootTransaction | None = None
+        self._resources: ResourceStore | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        connection = self._engine.connect()
+        if self._write:
+            connection = connection.execution_options(**{WRITE_TRANSACTION: True})
+        self._connection = connection
+        self._transaction = connection.begin()
+        self._resources = ResourceStore(connection, self._tenant, self._clock)
+        return self
+
+    @property
+    def resources(self) -> ResourceStore:
+        if self._resources is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._resources
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant
+
+    def commit(self) -> None:
+        """The one commit point of the service."""
+        if self._transaction is None:
+            raise RuntimeError("the unit of work is not open")
+        self._transaction.commit()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = self._transaction = self._resources = None

@@ -1,0 +1,92 @@
+"""Property: the stored stop-rule side effects do not depend on the order sessions arrive in.
+
+SQLite only and a few examples: each example posts the same sessions for two fresh patients,
+one session per transaction, one in a shuffled order and one in time order, and compares every
+decision resource (DetectedIssue, Task, Flag, ServiceRequest) with the patient id masked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from store.bundles import process_transaction
+from store.database import create_engine
+from store.schema import upgrade
+from store.unit_of_work import UnitOfWork
+from tests.e2e.sessions import (
+    PAIN_FREE,
+    WEARS_OFF,
+    WORSENING,
+    patient_entries,
+    procedure_id,
+    session_entries,
+    transaction,
+)
+
+PAINS = {"worsening": WORSENING, "wears-off": WEARS_OFF, "pain-free": PAIN_FREE}
+_sessions = st.lists(
+    st.tuples(st.integers(0, 30), st.sampled_from(sorted(PAINS))),
+    min_size=2,
+    max_size=6,
+    unique_by=lambda s: s[0],
+)
+
+
+def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'order.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    patients = (f"p{n}" for n in itertools.count())
+
+    def post(*entries: dict[str, Any]) -> None:
+        with UnitOfWork(engine, write=True) as uow:
+            process_transaction(uow.resources, transaction(*entries))
+            uow.commit()
+
+    def decisions(patient: str, names: list[str]) -> list[str]:
+        keys = [("ServiceRequest", f"{patient}-rx")] + [
+            (t, f"hold-{procedure_id(patient, n)}")
+            for n in names
+            for t in ("DetectedIssue", "Task", "Flag")
+        ]
+        with UnitOfWork(engine) as uow:
+            stored = [
+                uow.resources.read(*k).body for k in keys if uow.resources.live_ids(k[0], [k[1]])
+            ]
+        return [
+            json.dumps({k: v for k, v in b.items() if k != "meta"}, sort_keys=True).replace(
+                patient, "P"
+            )
+            for b in stored
+            if b is not None
+        ]
+
+    @settings(
+        max_examples=6,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(sessions=_sessions, order=st.randoms(use_true_random=False))
+    def check(sessions: list[tuple[int, str]], order: Any) -> None:
+        shuffled, in_order = next(patients), next(patients)
+        post(*patient_entries(shuffled), *patient_entries(in_order))
+        arrival = list(sessions)
+        order.shuffle(arrival)
+        for offset, kind in arrival:
+            post(*session_entries(shuffled, f"s{offset}", offset, PAINS[kind]))
+        for offset, kind in sorted(sessions):
+            post(*session_entries(in_order, f"s{offset}", offset, PAINS[kind]))
+        names = [f"s{offset}" for offset, _ in sessions]
+        assert decisions(shuffled, names) == decisions(in_order, names)
+
+    try:
+        check()
+    finally:
+        engine.dispose()

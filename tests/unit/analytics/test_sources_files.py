@@ -1,0 +1,112 @@
+"""analytics.sources on files: a directory of fact files (Parquet or NDJSON) and a FHIR bulk
+export (NDJSON), no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from analytics.facts import REPETITION_SCHEMA, SESSION_SCHEMA
+from analytics.sources import SourceNotFound, read_source
+from domain.protocols import CATALOG, StopRuleMode
+from store.protocol_catalog import with_parameters
+from tests.unit.analytics import fhir
+from tests.unit.analytics.builders import (
+    FLEXION,
+    Session,
+    at,
+    repetition_frame,
+    reps,
+    session_frame,
+)
+
+
+def _write_facts(directory: Path, suffix: str) -> None:
+    sessions = [
+        Session("s1", "p1", FLEXION, at(0), reps(1, 2, 3)),
+        Session("s9", "p9", FLEXION, at(0), reps(4)),
+    ]
+    session_rows = session_frame(sessions).with_columns(tenant=pl.Series(["mine", "theirs"]))
+    rep_rows = repetition_frame(sessions).with_columns(
+        tenant=pl.Series(["mine"] * 3 + ["theirs"]),
+        # What an export of the table holds besides what analytics reads.
+        observation_id=pl.Series(["o1", "o2", "o3", "o9"]),
+    )
+    if suffix == "parquet":
+        session_rows.write_parquet(directory / "exercise_session.parquet")
+        rep_rows.write_parquet(directory / "session_fact.parquet")
+    else:
+        session_rows.write_ndjson(directory / "exercise_session.ndjson")
+        rep_rows.write_ndjson(directory / "session_fact.ndjson")
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "ndjson"])
+def test_fact_files_are_read_for_one_tenant_in_the_fact_schemas(
+    tmp_path: Path, suffix: str
+) -> None:
+    _write_facts(tmp_path, suffix)
+    facts = read_source(str(tmp_path), "mine")
+    sessions = facts.sessions.collect()
+    assert sessions.schema == SESSION_SCHEMA
+    assert sessions["procedure_id"].to_list() == ["s1"]
+    assert sessions["started_at"].to_list() == [datetime(2026, 3, 2, 7, 0, tzinfo=UTC)]
+    repetitions = facts.repetitions.collect()
+    assert repetitions.schema == REPETITION_SCHEMA
+    assert repetitions["pain"].to_list() == [1, 2, 3]
+    assert facts.patients.collect().height == 0  # absent files are empty frames
+
+
+def _export(directory: Path, *resources: dict[str, object]) -> None:
+    by_type: dict[str, list[bytes]] = {}
+    for resource in resources:
+        by_type.setdefault(str(resource["resourceType"]), []).append(orjson.dumps(resource))
+    for resource_type, lines in by_type.items():
+        (directory / f"{resource_type}_1.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_a_fhir_export_gives_the_facts_ingest_would_have_stored(tmp_path: Path) -> None:
+    voided = fhir.procedure("s-void", "p1", FLEXION, "2026-03-11T08:00:00+01:00")
+    voided["status"] = "entered-in-error"
+    _export(
+        tmp_path,
+        fhir.patient("p1", "clinic-a"),
+        fhir.group("g1", ["p1"]),
+        fhir.prescription("rx", "p1", FLEXION),
+        *(
+            entry["resource"]
+            for entry in fhir.session("s1", "p1", FLEXION, "2026-03-10T23:30:00-05:00", [2, 3, 4])
+        ),
+        fhir.compact("s2-c", "p1", "s2", [1, 0, 0], "2026-03-12T08:00:00+01:00"),
+        fhir.procedure("s2", "p1", "rocking-knees-to-chest", "2026-03-12T08:00:00+01:00"),
+        voided,
+        fhir.pain_report("d1", "p1", "2026-03-09T21:00:00+01:00", 3),
+        with_parameters(CATALOG[FLEXION], stop_rule_mode=StopRuleMode.STRICT),
+    )
+    facts = read_source(str(tmp_path), "ignored: an export is one tenant's")
+    sessions = facts.sessions.collect().sort("procedure_id")
+    assert sessions.select("procedure_id", "local_date").rows() == [
+        ("s1", date(2026, 3, 10)),
+        ("s2", date(2026, 3, 12)),
+    ]
+    assert sorted(facts.repetitions.collect().select("procedure_id", "pain").rows()) == [
+        ("s1", 2),
+        ("s1", 3),
+        ("s1", 4),
+        ("s2", 0),
+        ("s2", 0),
+        ("s2", 1),
+    ]
+    assert facts.pain_reports.collect().rows() == [("p1", date(2026, 3, 9), 3)]
+    assert facts.patients.collect().rows() == [("p1", "clinic-a")]
+    assert facts.group_members.collect().rows() == [("g1", "p1")]
+    assert facts.prescriptions.collect().rows() == [("p1", FLEXION)]
+    assert facts.parameters[FLEXION].stop_rule_mode is StopRuleMode.STRICT
+
+
+def test_a_source_that_is_neither_a_url_nor_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFound, match="neither a database URL nor a directory"):
+        read_source(str(tmp_path / "missing"), "default")
