@@ -281,7 +281,8 @@ def holds(roles: pl.LazyFrame) -> pl.LazyFrame:
         closed_on="local_date",
         outcome=outcome.cast(HOLD_OUTCOME),
     )
-    return opened.join(closed, on=[*key, "number"], how="left")
+    # A left join keeps no row order by default; holds are read in the order they opened.
+    return opened.join(closed, on=[*key, "number"], how="left").sort([*key, "number"])
 
 
 def days_to_resume(roles: pl.LazyFrame) -> pl.LazyFrame:
