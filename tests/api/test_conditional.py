@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +15,7 @@ from fastapi.testclient import TestClient
 from store.database import create_engine
 from store.schema import upgrade
 from tests.api.conftest import FHIR
+from tests.live_server import serve_in_subprocess
 
 SYSTEM = "urn:test:mrn"
 
@@ -116,41 +110,19 @@ def test_a_retried_transaction_with_if_none_exist_creates_nothing_new(client: Te
     assert observation["subject"] == {"reference": first["entry"][0]["fullUrl"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.postgres
 def test_32_clients_retrying_the_same_conditional_creates_make_one_resource_each(
     postgres_url: str,
 ) -> None:
     upgrade(postgres_url)
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "REPTREND_DATABASE_URL": postgres_url, "REPTREND_LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     mrns = [f"race-{uuid.uuid4().hex[:6]}" for _ in range(8)]
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serve_in_subprocess(postgres_url, workers=2) as server:
 
         def client_run(seed: int) -> list[int]:
             order = list(mrns)
             random.Random(seed).shuffle(order)
             statuses = []
-            with httpx.Client(base_url=base, timeout=60) as http:
+            with httpx.Client(base_url=server.base_url, timeout=60) as http:
                 for mrn in order:
                     response = http.post(
                         "/fhir/Patient",
@@ -162,9 +134,6 @@ def test_32_clients_retrying_the_same_conditional_creates_make_one_resource_each
 
         with ThreadPoolExecutor(32) as pool:
             results = [s for statuses in pool.map(client_run, range(32)) for s in statuses]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
     assert sorted(set(results)) == [200, 201]
     assert results.count(201) == len(mrns)
     engine = create_engine(postgres_url)

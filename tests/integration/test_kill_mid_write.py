@@ -9,13 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,16 +19,11 @@ import sqlalchemy as sa
 
 from store.database import normalize_url
 from store.schema import upgrade
+from tests.live_server import serve_in_subprocess
 
 pytestmark = pytest.mark.postgres
 
 ENTRIES = 6000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bundle() -> dict[str, object]:
@@ -68,25 +59,7 @@ def test_killing_the_server_mid_write_leaves_the_database_unchanged(postgres_url
     server_url = f"{postgres_url}&application_name={app_name}"
     observer = sa.create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "REPTREND_DATABASE_URL": server_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server did not start within 30 s")
+    with serve_in_subprocess(server_url) as server:
         # Counted once the server is up: it seeds the protocol catalog before serving.
         before = _counts(observer)
         assert before["resource"] < 100
@@ -95,7 +68,7 @@ def test_killing_the_server_mid_write_leaves_the_database_unchanged(postgres_url
             # A transport error is expected: the server dies under the request.
             with contextlib.suppress(httpx.TransportError):
                 httpx.post(
-                    f"http://127.0.0.1:{port}/fhir",
+                    f"{server.base_url}/fhir",
                     json=_bundle(),
                     headers={"content-type": "application/fhir+json"},
                     timeout=120,
@@ -113,12 +86,12 @@ def test_killing_the_server_mid_write_leaves_the_database_unchanged(postgres_url
             while time.monotonic() < deadline and poster.is_alive():
                 if connection.execute(writing, {"name": app_name}).scalar_one():
                     caught_writing = True
-                    os.killpg(server.pid, signal.SIGKILL)
+                    os.killpg(server.process.pid, signal.SIGKILL)
                     break
                 time.sleep(0.002)
         poster.join(timeout=30)
         assert caught_writing, "the write finished before it could be interrupted"
-        server.wait(timeout=10)
+        server.process.wait(timeout=10)
 
         # PostgreSQL rolls the dead client's transaction back once it notices the disconnect.
         gone = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
@@ -128,8 +101,4 @@ def test_killing_the_server_mid_write_leaves_the_database_unchanged(postgres_url
                 assert time.monotonic() < deadline, "the server's backend did not go away"
                 time.sleep(0.05)
         assert _counts(observer) == before
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-        observer.dispose()
+    observer.dispose()
