@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -42,15 +42,23 @@ def _live(resource: StoredResource) -> dict[str, Any] | None:
 Pair = tuple[str, str]  # (patient_id, protocol)
 
 
-def write_facts(store: ResourceStore, resources: Sequence[StoredResource]) -> set[Pair]:
+def write_facts(
+    store: ResourceStore, resources: Sequence[StoredResource], fresh: Set[str] = frozenset()
+) -> set[Pair]:
     """Returns the (patient, protocol) pairs whose sessions or repetition facts changed,
-    before and after the write (a session moved to another patient touches both)."""
+    before and after the write (a session moved to another patient touches both).
+
+    `fresh` names resources created in this write with server-minted ids: they cannot have
+    stored facts yet, so nothing is deleted for them.
+    """
     procedures = [r for r in resources if r.type == "Procedure"]
     observations = [r for r in resources if r.type == "Observation"]
     touched: set[Pair] = set()
-    sessions = _write_sessions(store, procedures, touched) if procedures else {}
+    sessions = _write_sessions(store, procedures, fresh, touched) if procedures else {}
     if observations:
-        _write_observation_facts(store, observations, sessions, {p.id for p in procedures}, touched)
+        _write_observation_facts(
+            store, observations, sessions, {p.id for p in procedures}, fresh, touched
+        )
     return touched
 
 
@@ -76,7 +84,10 @@ def _delete_returning_pairs(
 
 
 def _write_sessions(
-    store: ResourceStore, procedures: Sequence[StoredResource], touched: set[Pair]
+    store: ResourceStore,
+    procedures: Sequence[StoredResource],
+    fresh: Set[str],
+    touched: set[Pair],
 ) -> dict[str, SessionInfo]:
     rows: list[dict[str, Any]] = []
     for procedure in procedures:
@@ -84,10 +95,14 @@ def _write_sessions(
         row = exercise_session_row(procedure.id, body) if body is not None else None
         if row is not None:
             rows.append({"tenant": store.tenant, **row})
-    _delete_returning_pairs(store, _SESSION, "procedure_id", [p.id for p in procedures], touched)
+    stored = [p.id for p in procedures if p.id not in fresh]
+    _delete_returning_pairs(store, _SESSION, "procedure_id", stored, touched)
     touched.update((r["patient_id"], r["protocol"]) for r in rows)
     if rows:
         bulk_insert(store.connection, _SESSION, rows)
+    # Only a Procedure stored before can have repetitions that arrived ahead of it.
+    updated = [r for r in rows if r["procedure_id"] not in fresh]
+    if updated:
         # Repetitions already stored copy their session's protocol, date and patient.
         store.connection.execute(
             sa.update(_FACT)
@@ -107,7 +122,7 @@ def _write_sessions(
                     f"b_{k}": r[k]
                     for k in ("procedure_id", "patient_id", "protocol", "local_date", "started_at")
                 }
-                for r in rows
+                for r in updated
             ],
         )
     return {row["procedure_id"]: session_info(row) for row in rows}
@@ -130,9 +145,10 @@ def _write_observation_facts(
     observations: Sequence[StoredResource],
     batch_sessions: dict[str, SessionInfo],
     batch_procedures: set[str],
+    fresh: Set[str],
     touched: set[Pair],
 ) -> None:
-    ids = [o.id for o in observations]
+    ids = [o.id for o in observations if o.id not in fresh]
     _delete_returning_pairs(store, _FACT, "observation_id", ids, touched)
     _delete_where(store, _PAIN, "observation_id", ids)
 

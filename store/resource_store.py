@@ -320,7 +320,10 @@ class ResourceStore:
         changed = [(w, o) for w, o in zip(writes, outcomes, strict=True) if o.changed]
         if not changed:
             return
-        current_rows = []
+        # Creates carry ids the server just minted: no current row, index row or fact can
+        # exist for them, so they skip the upsert and the deletes and go in by COPY.
+        new_rows: list[dict[str, Any]] = []
+        current_rows: list[dict[str, Any]] = []
         version_rows = []
         index = IndexRows()
         for write, outcome in changed:
@@ -334,7 +337,7 @@ class ResourceStore:
                 "deleted": r.deleted,
                 "body": r.body,
             }
-            current_rows.append(row)
+            (new_rows if write.method is Method.CREATE else current_rows).append(row)
             version_rows.append({**row, "method": write.method.value})
             if r.body is not None:
                 index.extend(index_resource(self.tenant, r.type, r.id, r.body))
@@ -345,10 +348,12 @@ class ResourceStore:
             raise VersionConflict(
                 "a concurrent write changed one of these resources first; retry the request"
             ) from None
+        bulk_insert(self.connection, _RESOURCE, new_rows)
         self._upsert_current(current_rows)
         stale = sorted(k for k in replaced if k in {(w.type, w.id) for w, _ in changed})
         self._replace_index(stale, index)
-        pairs = write_facts(self, [o.resource for _, o in changed])
+        fresh = {w.id for w, _ in changed if w.method is Method.CREATE}
+        pairs = write_facts(self, [o.resource for _, o in changed], fresh)
         # Imported here: the decisions write through this store, so they import this module.
         from store.decisions import apply_decisions
 
