@@ -142,25 +142,33 @@ def _resolve_condition(store: ResourceStore, entry: Entry) -> Entry:
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 
 
-def _rewrite_references(resource: dict[str, Any], targets: Mapping[str, str]) -> dict[str, Any]:
+def _rewrite_all(
+    resources: list[dict[str, Any]], targets: Mapping[str, str]
+) -> list[dict[str, Any]]:
     """Point references at Bundle entries' fullUrls (urn:uuid:...) to the entries' new ids.
 
-    Scans orjson's canonical serialisation with one regex (in C) instead of walking every node
-    in Python; a resource that references no entry is returned as it is.
+    Serialises the whole list once and rewrites it with one regex pass (in C) instead of walking
+    every node in Python; orjson escapes quotes inside strings, so text that merely looks like
+    a reference is left alone. Inputs are not mutated.
     """
-    if not targets:
-        return resource
-    text = orjson.dumps(resource)
-    hits = [m for m in _REFERENCE.finditer(text) if m.group(1).decode() in targets]
-    if not hits:
-        return resource
+    if not targets or not resources:
+        return resources
+    text = orjson.dumps(resources)
 
     def replace(match: re.Match[bytes]) -> bytes:
         value = match.group(1).decode()
-        return b'"reference":' + orjson.dumps(targets.get(value, value))
+        target = targets.get(value)
+        return match.group(0) if target is None else b'"reference":' + orjson.dumps(target)
 
-    rewritten: dict[str, Any] = orjson.loads(_REFERENCE.sub(replace, text))
-    return rewritten
+    rewritten = _REFERENCE.sub(replace, text)
+    if rewritten == text:
+        return resources
+    result: list[dict[str, Any]] = orjson.loads(rewritten)
+    return result
+
+
+def _rewrite_references(resource: dict[str, Any], targets: Mapping[str, str]) -> dict[str, Any]:
+    return _rewrite_all([resource], targets)[0]
 
 
 def _response(outcome: WriteOutcome, method: str) -> dict[str, Any]:
@@ -206,17 +214,22 @@ def process_transaction(store: ResourceStore, bundle: Mapping[str, Any]) -> dict
         for e in ordered
         if e.full_url and e.method in ("POST", "PUT")
     }
+    written = [e for e in ordered if e.method != "GET" and not e.matched]
+    with_body = [e for e in written if e.resource is not None]
+    bodies = dict(
+        zip(
+            (e.position for e in with_body),
+            _rewrite_all([e.resource for e in with_body if e.resource is not None], targets),
+            strict=True,
+        )
+    )
     writes: list[Write] = []
-    written: list[Entry] = []
-    for entry in ordered:
-        if entry.method == "GET" or entry.matched:
-            continue
-        body = None
-        if entry.resource is not None:
-            body = _with_assigned_id(entry, _rewrite_references(entry.resource, targets))
+    for entry in written:
+        body = bodies.get(entry.position)
+        if body is not None:
+            body = _with_assigned_id(entry, body)
         method = Method.UPDATE if entry.method == "PUT" else Method(entry.method)
         writes.append(Write(method, entry.type, entry.id, body, if_match=entry.if_match))
-        written.append(entry)
     try:
         outcomes = store.write(writes)
     except ReptrendError as error:
