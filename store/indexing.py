@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from store.fhir_dates import period_range, value_range
@@ -30,17 +31,29 @@ class IndexRows:
         self.string.extend(other.string)
 
 
-def values_at(resource: Mapping[str, Any], path: str) -> Iterator[Any]:
+@cache
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def values_at(resource: Mapping[str, Any], path: str) -> list[Any]:
     """Every value at a dotted element path; lists along the way are flattened."""
+    steps = _steps(path)
+    # Most paths of a type's parameters are absent from any one resource: leave early.
+    if steps[0] not in resource:
+        return []
     current: list[Any] = [resource]
-    for step in path.split("."):
+    for step in steps:
         found: list[Any] = []
         for node in current:
-            if isinstance(node, Mapping) and step in node:
+            if isinstance(node, dict) and step in node:
                 child = node[step]
-                found.extend(child if isinstance(child, list) else [child])
+                if isinstance(child, list):
+                    found.extend(child)
+                else:
+                    found.append(child)
         current = found
-    yield from current
+    return current
 
 
 def split_reference(reference: str) -> tuple[str | None, str]:
