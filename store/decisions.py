@@ -136,11 +136,18 @@ def _lock_pairs(store: ResourceStore, pairs: Set[Pair]) -> None:
     """
     if store.connection.dialect.name != "postgresql":
         return
-    for patient, protocol in sorted(pairs):
-        key = f"reptrend-decisions/{store.tenant}/{patient}/{protocol}"
-        store.connection.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0)))
-        )
+    keys = [
+        f"reptrend-decisions/{store.tenant}/{patient}/{protocol}"
+        for patient, protocol in sorted(pairs)
+    ]
+    # One round trip for all of them: unnest yields the sorted array in its order.
+    store.connection.execute(
+        sa.text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) "
+            "FROM unnest(CAST(:keys AS text[])) AS key"
+        ),
+        {"keys": keys},
+    ).all()
 
 
 # --- what the state says should be stored ----------------------------------------------------
