@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import shutil
 import threading
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -41,15 +40,11 @@ from store.export_writer import export_selection, write_ndjson_file
 from store.resource_store import Clock, utc_now
 from store.unit_of_work import UnitOfWork
 
+if TYPE_CHECKING:
+    from api.settings import Settings
+
 log = logging.getLogger("reptrend.export")
 
-# Until Settings has these fields (see the report), they come from the environment.
-EXPORT_DIR_ENV = "REPTREND_EXPORT_DIR"
-MAX_FILE_BYTES_ENV = "REPTREND_EXPORT_MAX_FILE_BYTES"
-LEASE_SECONDS_ENV = "REPTREND_EXPORT_LEASE_SECONDS"
-DEFAULT_EXPORT_DIR = Path("var") / "exports"
-DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
-DEFAULT_LEASE_SECONDS = 30.0
 POLL_SECONDS = 2.0
 # Unexpected errors are retried this many times (in total) before the job is marked failed.
 MAX_ATTEMPTS = 3
@@ -63,30 +58,17 @@ recorded) and "type" (a type and its files are recorded). Crash tests hook in he
 
 @dataclass(frozen=True, slots=True)
 class ExportConfig:
-    directory: Path = DEFAULT_EXPORT_DIR
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    directory: Path
+    max_file_bytes: int
+    lease_seconds: float
     poll_seconds: float = POLL_SECONDS
 
     @classmethod
-    def from_environment(cls, settings: Any = None) -> ExportConfig:
-        """Settings fields win (export_dir, export_max_file_bytes, export_lease_seconds) once
-        they exist; until then REPTREND_EXPORT_* environment variables, then the defaults."""
-
-        def pick(name: str, env: str, default: Any) -> Any:
-            value = getattr(settings, name, None)
-            if value is None:
-                value = os.environ.get(env) or None
-            return default if value is None else value
-
+    def from_settings(cls, settings: Settings) -> ExportConfig:
         return cls(
-            directory=Path(pick("export_dir", EXPORT_DIR_ENV, DEFAULT_EXPORT_DIR)),
-            max_file_bytes=int(
-                pick("export_max_file_bytes", MAX_FILE_BYTES_ENV, DEFAULT_MAX_FILE_BYTES)
-            ),
-            lease_seconds=float(
-                pick("export_lease_seconds", LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS)
-            ),
+            directory=settings.export_dir,
+            max_file_bytes=settings.export_max_file_bytes,
+            lease_seconds=settings.export_lease_seconds,
         )
 
 
@@ -351,7 +333,7 @@ def _remove_unlisted(directory: Path, progress: Progress) -> None:
 
 def start_export_worker(app: Any) -> ExportWorker:
     """Start the worker for an app (its engine and settings); the app lifespan calls this."""
-    worker = ExportWorker(app.state.engine, ExportConfig.from_environment(app.state.settings))
+    worker = ExportWorker(app.state.engine, ExportConfig.from_settings(app.state.settings))
     app.state.export_worker = worker
     worker.start()
     return worker

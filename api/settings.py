@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     # Until SMART Backend Services lands every client acts for this tenant.
     default_tenant: str = Field(default="default", min_length=1, max_length=64)
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    # Bulk $export: where files go (<dir>/<tenant>/<job id>/), where a type's output is split,
+    # and how long a silent worker keeps its job before another takes it over.
+    export_dir: Path = Path("var") / "exports"
+    export_max_file_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    export_lease_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

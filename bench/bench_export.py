@@ -140,7 +140,9 @@ def child_export(url: str, directory: Path, expected: int) -> dict[str, float]:
         uow.commit()
     before = _peak_rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
-    ExportWorker(engine, ExportConfig(directory)).run_pending()
+    ExportWorker(
+        engine, ExportConfig(directory, max_file_bytes=256 * 1024 * 1024, lease_seconds=30)
+    ).run_pending()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     with UnitOfWork(engine) as uow:
         done = ExportJobs(uow.resources).load(job.id)

@@ -64,7 +64,7 @@ def export_config(request: Request) -> ExportConfig:
     if worker is not None:
         config: ExportConfig = worker.config
         return config
-    return ExportConfig.from_environment(request.app.state.settings)
+    return ExportConfig.from_settings(request.app.state.settings)
 
 
 Config = Annotated[ExportConfig, Depends(export_config)]

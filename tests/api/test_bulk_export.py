@@ -23,9 +23,6 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import Client, current_client
 from api.export_worker import (
-    EXPORT_DIR_ENV,
-    LEASE_SECONDS_ENV,
-    MAX_FILE_BYTES_ENV,
     ExportConfig,
     ExportWorker,
 )
@@ -45,9 +42,10 @@ SEEDED = {"Group": 1, "Observation": 8, "Patient": 2, "Practitioner": 1, "Proced
 @pytest.fixture(autouse=True)
 def export_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "exports"
-    monkeypatch.setenv(EXPORT_DIR_ENV, str(directory))
-    monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(SMALL_FILES))
-    monkeypatch.setenv(LEASE_SECONDS_ENV, "30")
+    # Read by Settings (REPTREND_ prefix), as in production.
+    monkeypatch.setenv("REPTREND_EXPORT_DIR", str(directory))
+    monkeypatch.setenv("REPTREND_EXPORT_MAX_FILE_BYTES", str(SMALL_FILES))
+    monkeypatch.setenv("REPTREND_EXPORT_LEASE_SECONDS", "30")
     return directory
 
 
@@ -65,7 +63,9 @@ def api(app: FastAPI) -> TestClient:
 
 
 def run_worker(app: FastAPI) -> int:
-    return ExportWorker(app.state.engine, ExportConfig.from_environment()).run_pending()
+    return ExportWorker(
+        app.state.engine, ExportConfig.from_settings(app.state.settings)
+    ).run_pending()
 
 
 def example(name: str) -> dict[str, Any]:

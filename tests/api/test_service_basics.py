@@ -36,6 +36,18 @@ def test_settings_refuse_an_unsupported_database_url() -> None:
         Settings(database_url="mysql://root@localhost/x")
 
 
+def test_export_settings_come_from_the_environment_and_are_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REPTREND_EXPORT_MAX_FILE_BYTES", "4096")
+    monkeypatch.setenv("REPTREND_EXPORT_DIR", "/srv/exports")
+    settings = Settings(database_url="sqlite:///x.db")
+    assert (settings.export_max_file_bytes, str(settings.export_dir)) == (4096, "/srv/exports")
+    monkeypatch.setenv("REPTREND_EXPORT_LEASE_SECONDS", "0")
+    with pytest.raises(ValueError, match="export_lease_seconds"):
+        Settings(database_url="sqlite:///x.db")
+
+
 def test_a_plain_postgresql_url_is_mapped_to_psycopg_3() -> None:
     settings = Settings(database_url="postgresql://postgres@127.0.0.1:5432/test")
     assert settings.database_url.startswith("postgresql+psycopg://")

@@ -76,7 +76,7 @@ def export_everything(engine: Engine, directory: Path) -> list[Path]:
     with UnitOfWork(engine, write=True) as uow:
         job = ExportJobs(uow.resources).create("c", request, utc_now())
         uow.commit()
-    config = ExportConfig(directory, max_file_bytes=50_000)
+    config = ExportConfig(directory, max_file_bytes=50_000, lease_seconds=30)
     ExportWorker(engine, config).run_pending()
     with UnitOfWork(engine) as uow:
         files = ExportJobs(uow.resources).load(job.id).progress.files
