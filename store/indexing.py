@@ -121,7 +121,7 @@ def _index_value(rows: IndexRows, base: Row, param: SearchParam, path: str, valu
             )
     elif kind is ParamType.STRING:
         for text in _strings(value):
-            rows.string.append({**base, "param": name, "value": text.casefold()})
+            rows.string.append({**base, "param": name, "value": text.casefold(), "exact": text})
 
 
 def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:

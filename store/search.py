@@ -255,8 +255,9 @@ def _value_match(table: sa.Table, criterion: Criterion, value: Value) -> ColumnE
     assert isinstance(value, StringValue)
     column = table.c.value
     if criterion.string_match is StringMatch.EXACT:
-        # The index holds case-folded text only, so :exact is whole-string, not case-exact.
-        return column == value.text
+        # The folded column finds the candidates through the index; the text as written
+        # decides, so :exact is case-exact as FHIR asks.
+        return sa.and_(column == value.text, table.c.exact == value.written)
     if criterion.string_match is StringMatch.CONTAINS:
         return column.contains(value.text, autoescape=True)
     return column.startswith(value.text, autoescape=True)

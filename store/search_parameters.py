@@ -108,7 +108,8 @@ class NumberValue:
 
 @dataclass(frozen=True, slots=True)
 class StringValue:
-    text: str  # case-folded, like the index
+    text: str  # case-folded, like the index's lookup column
+    written: str  # as given, for :exact
 
 
 Value = TokenValue | ReferenceValue | DateValue | NumberValue | StringValue
@@ -476,7 +477,8 @@ def _value(param: SearchParam, text: str, type_modifier: str | None, name: str) 
         if kind is ParamType.URI:
             return TokenValue(unescape(text))
         if kind is ParamType.STRING:
-            return StringValue(unescape(text).casefold())
+            written = unescape(text)
+            return StringValue(written.casefold(), written)
         if kind is ParamType.REFERENCE:
             return _reference(text, type_modifier)
         if kind is ParamType.DATE:

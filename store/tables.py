@@ -161,6 +161,8 @@ class SearchString(SQLModel, table=True):
     resource_id: str = Field(max_length=64)
     param: str = Field(max_length=64)
     value: str
+    # The text as written, for :exact (case-sensitive); `value` serves the index lookups.
+    exact: str
 
 
 # --- narrow clinical facts, written in the same transaction as the resources they come from ---

@@ -40,6 +40,23 @@ def test_upgrade_after_downgrade_restores_the_schema(migrated_url: str) -> None:
     assert set(METADATA.tables) <= tables
 
 
+def test_search_strings_indexed_before_0004_keep_their_text_for_exact(migrated_url: str) -> None:
+    downgrade(migrated_url, "0003")
+    engine = create_engine(migrated_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO search_string (tenant, type, resource_id, param, value) "
+                "VALUES ('default', 'Patient', 'p', 'family', 'peter')"
+            )
+        )
+    upgrade(migrated_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT value, exact FROM search_string")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [("peter", "peter")]
+
+
 def test_an_unmigrated_database_is_refused_with_the_command_to_run(database_url: str) -> None:
     engine = create_engine(database_url)
     with pytest.raises(SchemaNotMigrated, match="reptrend migrate"):

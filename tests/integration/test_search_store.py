@@ -212,6 +212,9 @@ def test_string_is_case_insensitive_starts_with_unless_exact_or_contains(engine:
     )
     assert ids(engine, "Patient", "family=pEt") == {"peter", "peterson"}
     assert ids(engine, "Patient", "family:exact=Peter") == {"peter"}
+    # :exact compares case too (FHIR: "including case and accents").
+    assert ids(engine, "Patient", "family:exact=peter") == set()
+    assert ids(engine, "Patient", "family:exact=PETERSON") == {"peterson"}
     assert ids(engine, "Patient", "family:contains=PETER") == {"peter", "peterson", "mcpeter"}
     # LIKE wildcards in the value are literal characters.
     assert ids(engine, "Patient", "family=ab_") == {"underscore"}
