@@ -66,6 +66,30 @@ def split_reference(reference: str) -> tuple[str | None, str]:
     return None, reference
 
 
+_TABLE_OF = {
+    ParamType.TOKEN: "token",
+    ParamType.URI: "token",
+    ParamType.REFERENCE: "reference",
+    ParamType.DATE: "date",
+    ParamType.QUANTITY: "quantity",
+    ParamType.NUMBER: "quantity",
+    ParamType.STRING: "string",
+}
+
+
+@cache
+def index_tables_of(resource_type: str) -> frozenset[str]:
+    """The IndexRows fields (search tables) a resource of this type can have rows in.
+
+    Updates delete old index rows only from these tables, so a release that takes a
+    parameter type away from a resource type must reindex that type in its migration.
+    """
+    spec = spec_for(resource_type)
+    if spec is None:
+        return frozenset()
+    return frozenset(_TABLE_OF[param.type] for param in spec.params.values())
+
+
 def index_resource(
     tenant: str, resource_type: str, resource_id: str, body: Mapping[str, Any]
 ) -> IndexRows:

@@ -35,7 +35,7 @@ from store.errors import (
     VersionConflict,
 )
 from store.fact_writer import write_facts
-from store.indexing import IndexRows, index_resource
+from store.indexing import IndexRows, index_resource, index_tables_of
 from store.validation import validate_resource
 
 Clock = Callable[[], datetime]
@@ -378,8 +378,11 @@ class ResourceStore:
         by_type: dict[str, list[str]] = defaultdict(list)
         for resource_type, resource_id in stale:
             by_type[resource_type].append(resource_id)
-        for table in _INDEX_TABLES.values():
+        for name, table in _INDEX_TABLES.items():
             for resource_type, ids in by_type.items():
+                # A type only has rows in the tables its search parameters fill.
+                if name not in index_tables_of(resource_type):
+                    continue
                 for chunk in chunks(ids):
                     self.connection.execute(
                         sa.delete(table).where(
