@@ -66,6 +66,7 @@ _MAX_ID: Final = 64
 
 _RESOURCE = tables.Resource.__table__  # type: ignore[attr-defined]
 _TOKEN = tables.SearchToken.__table__  # type: ignore[attr-defined]
+_REFERENCE = tables.SearchReference.__table__  # type: ignore[attr-defined]
 
 _TASK_STATUS: Final = {
     None: "requested",
@@ -382,29 +383,37 @@ class _HoldContext:
 # --- what is stored, and the writes that make it match ---------------------------------------
 
 
-def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}%"
-
-
 def _existing_hold_keys(store: ResourceStore, pairs: Iterable[Pair]) -> set[Key]:
-    """The decision resources already stored for these pairs (found by their identifier)."""
+    """The decision resources already stored for these pairs.
+
+    Found through their patient reference (an index lookup bounded by the patients' own
+    decisions, however many the tenant has) and told apart by their hold identifier,
+    `<patient>/<protocol>/<procedure>`.
+    """
+    wanted = {f"{patient}/{protocol}" for patient, protocol in pairs}
+    patients = sorted({patient for patient, _ in pairs})
     found: set[Key] = set()
-    for chunk in chunks(sorted(pairs), 100):
-        prefixes = [
-            _TOKEN.c.code.like(_like_prefix(f"{patient}/{protocol}/"), escape="\\")
-            for patient, protocol in chunk
-        ]
+    same_resource = sa.and_(
+        _REFERENCE.c.tenant == _TOKEN.c.tenant,
+        _REFERENCE.c.type == _TOKEN.c.type,
+        _REFERENCE.c.resource_id == _TOKEN.c.resource_id,
+    )
+    for chunk in chunks(patients):
         rows = store.connection.execute(
-            sa.select(_TOKEN.c.type, _TOKEN.c.resource_id).where(
-                _TOKEN.c.tenant == store.tenant,
-                _TOKEN.c.type.in_(DECISION_TYPES),
+            sa.select(_TOKEN.c.type, _TOKEN.c.resource_id, _TOKEN.c.code)
+            .join(_REFERENCE, same_resource)
+            .where(
+                _REFERENCE.c.tenant == store.tenant,
+                _REFERENCE.c.type.in_(DECISION_TYPES),
+                _REFERENCE.c.param == "patient",
+                _REFERENCE.c.target_id.in_(chunk),
                 _TOKEN.c.param == "identifier",
                 _TOKEN.c.system == HOLD_IDENTIFIER_SYSTEM,
-                sa.or_(*prefixes),
             )
         )
-        found.update((row.type, row.resource_id) for row in rows)
+        found.update(
+            (row.type, row.resource_id) for row in rows if row.code.rpartition("/")[0] in wanted
+        )
     return found
 
 
