@@ -11,6 +11,7 @@ from typing import Final
 
 import polars as pl
 
+from analytics.classification import session_id
 from domain.adherence import DayFlag, SessionFlag
 from domain.pain_response import PainResponse
 
@@ -129,17 +130,18 @@ def missing_extension(flexion: pl.LazyFrame, extension: pl.LazyFrame) -> pl.Lazy
 
 
 def form_fault_counts(repetitions: pl.LazyFrame) -> pl.LazyFrame:
-    """Per session and fault code: the repetitions showing it (a code repeated within one
-    repetition counts once)."""
+    """Per session (as the repetitions name it: `session_key` or `procedure_id`) and fault
+    code: the repetitions showing it (a code repeated within one repetition counts once)."""
+    session = session_id(repetitions)
     return (
         repetitions.filter(pl.col("form_faults").is_not_null())
         .select(
-            "procedure_id",
+            session,
             "repetition_index",
             fault=pl.col("form_faults").str.split(" ").list.unique(),
         )
         .explode("fault")
         .filter(pl.col("fault") != "")
-        .group_by("procedure_id", "fault")
+        .group_by(session, "fault")
         .agg(reps=pl.len().cast(pl.Int32))
     )

@@ -5,6 +5,10 @@ is lazy and has exactly the columns of its schema below, so the rules never gues
 
 - `sessions`: one row per exercise session (the `exercise_session` fact table).
 - `repetitions`: one row per *rated* repetition (`session_fact` rows with a pain score).
+  Repetitions name their session by `procedure_id` (`REPETITION_SCHEMA`), or, when the source
+  numbers its sessions (a fact-file directory in the star layout, see `analytics.sources`), by
+  `session_key` (`KEYED_REPETITION_SCHEMA`): then every session carries its own `session_key`
+  (`KEYED_SESSION_SCHEMA`), unique per session, and no uuid text is hashed per repetition.
 - `pain_reports`: general pain reports (`pain_report`).
 - `patients`: every patient of the tenant with its managing organization.
 - `group_members`: Group id -> member Patient id.
@@ -42,6 +46,16 @@ REPETITION_SCHEMA: Final = pl.Schema(
         "distance_cm": pl.Float64(),
         "form_faults": pl.String(),  # codes separated by spaces, null when none
         "peripheral_symptoms": pl.Boolean(),
+    }
+)
+# A session number the source assigned (the session's row in the source's sessions file).
+SESSION_KEY: Final = "session_key"
+SESSION_KEY_DTYPE: Final = pl.UInt32()
+KEYED_SESSION_SCHEMA: Final = pl.Schema({**SESSION_SCHEMA, SESSION_KEY: SESSION_KEY_DTYPE})
+KEYED_REPETITION_SCHEMA: Final = pl.Schema(
+    {
+        SESSION_KEY: SESSION_KEY_DTYPE,
+        **{k: v for k, v in REPETITION_SCHEMA.items() if k != "procedure_id"},
     }
 )
 PAIN_REPORT_SCHEMA: Final = pl.Schema(

@@ -155,9 +155,8 @@ def _sessions(
     if cohort.protocol is not None:
         sessions = sessions.filter(pl.col("protocol") == cohort.protocol)
     if not cohort.everyone:
-        repetitions = repetitions.join(
-            sessions.lazy().select("procedure_id"), on="procedure_id", how="semi"
-        )
+        session = classification.session_id(repetitions)
+        repetitions = repetitions.join(sessions.lazy().select(session), on=session, how="semi")
         figures = classification.session_figures(repetitions)
     assessed = _assess(sessions, figures, table)
     if classification.has_key_collision(assessed):
@@ -229,7 +228,7 @@ def cohort_report(
     # Faults are rare: count them over the rows that have one, then keep the cohort's.
     faults = (
         adherence.form_fault_counts(loaded.repetitions)
-        .with_columns(classification.session_key(loaded.exact))
+        .pipe(classification.keyed, loaded.exact)
         .join(rated_flexion.lazy().select("session_key"), on="session_key", how="semi")
         .collect()
     )
@@ -530,9 +529,12 @@ def _trend_summary(
 ) -> dict[str, Any]:
     """The pain-per-repetition curve and mean slope by week since start."""
     general_reps = (
-        classification.ordered_repetitions(
-            classification.general_rows(repetitions, general, exact)
-        ).select(classification.session_key(exact), "repetition_index", "pain")
+        classification.keyed(
+            classification.ordered_repetitions(
+                classification.general_rows(repetitions, general, exact)
+            ),
+            exact,
+        ).select("session_key", "repetition_index", "pain")
         if general.height
         else pl.LazyFrame(
             schema={

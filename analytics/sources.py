@@ -9,6 +9,11 @@ Three sources give the same `Facts` for one tenant:
 - a directory of fact files (`exercise_session`, `session_fact`, `pain_report`, `patient`,
   `group_member`, `prescription`, each `.parquet` or `.ndjson`), the columns of the tables
   above; scanned lazily, so a Parquet file is read only for the columns a report needs.
+  `session_fact` names each repetition's session by `procedure_id`, as the table does, or, in
+  the star layout, by `session`: the 0-based row of its session in the `exercise_session`
+  file (the ids stay there, once per session). Then sessions and repetitions carry that number
+  as `session_key` (`analytics.facts.KEYED_SESSION_SCHEMA`), so the 10M-row grouping and join
+  work on integers and the uuid text of every repetition is neither stored nor decoded.
 - a directory of FHIR NDJSON (the bulk export's output: `Patient.ndjson`,
   `Procedure.ndjson`, `Observation.ndjson`, `Group.ndjson`, `ServiceRequest.ndjson`, or
   `Type_N.ndjson` parts), turned into the same facts by the store's own fact derivation
@@ -32,10 +37,13 @@ from sqlalchemy.engine import Engine, make_url
 
 from analytics.facts import (
     GROUP_MEMBER_SCHEMA,
+    KEYED_REPETITION_SCHEMA,
+    KEYED_SESSION_SCHEMA,
     PAIN_REPORT_SCHEMA,
     PATIENT_SCHEMA,
     PRESCRIPTION_SCHEMA,
     REPETITION_SCHEMA,
+    SESSION_KEY,
     SESSION_SCHEMA,
     Facts,
     conform,
@@ -312,21 +320,38 @@ def _scan(path: Path) -> pl.LazyFrame:
     return pl.scan_ndjson(path)
 
 
+# The star layout's column in `session_fact`: the row of the session in `exercise_session`.
+STAR_SESSION: Final = "session"
+
+
+def _fact_file(directory: Path, stem: str) -> Path | None:
+    found = sorted(directory.glob(f"{stem}.parquet")) or sorted(directory.glob(f"{stem}.ndjson"))
+    return found[0] if found else None
+
+
 def _read_fact_files(directory: Path, tenant: str) -> Facts:
+    paths = {name: _fact_file(directory, stem) for name, stem in _FACT_FILES.items()}
+    repetitions = paths["repetitions"]
+    star = repetitions is not None and STAR_SESSION in _scan(repetitions).collect_schema()
+    schemas = dict(_SCHEMAS)
+    if star:
+        schemas.update(sessions=KEYED_SESSION_SCHEMA, repetitions=KEYED_REPETITION_SCHEMA)
     frames: dict[str, pl.LazyFrame] = {}
-    for name, stem in _FACT_FILES.items():
-        found = sorted(directory.glob(f"{stem}.parquet")) or sorted(
-            directory.glob(f"{stem}.ndjson")
-        )
-        if not found:
-            frames[name] = pl.LazyFrame(schema=_SCHEMAS[name])
+    for name, path in paths.items():
+        if path is None:
+            frames[name] = pl.LazyFrame(schema=schemas[name])
             continue
-        frame = _scan(found[0])
+        frame = _scan(path)
+        if star and name == "sessions":
+            # Numbered before the tenant filter: the row in the file, as the writer counted.
+            frame = frame.with_row_index(SESSION_KEY)
+        elif star and name == "repetitions":
+            frame = frame.rename({STAR_SESSION: SESSION_KEY})
         if "tenant" in frame.collect_schema():
             frame = frame.filter(pl.col("tenant") == tenant)
         if name == "repetitions":
             frame = frame.filter(pl.col("pain").is_not_null())
-        frames[name] = conform(frame, _SCHEMAS[name])
+        frames[name] = conform(frame, schemas[name])
     return _facts(frames)
 
 

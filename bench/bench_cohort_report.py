@@ -7,7 +7,10 @@
    layout `analytics.sources` reads: 50,000 patients over a year, about 1.7M flexion-category
    sessions with about 10M rated repetitions (uuid ids, as the server assigns them), an
    extension-in-lying session after most of them, daily pain reports, clinics and groups.
-   Rows are in write order (one session's repetitions together), as an export writes them.
+   Star layout (`analytics.sources`): `session_fact` names each repetition's session by
+   `session`, the session's row in `exercise_session` (which keeps the uuid ids), and is
+   written in session order, one session's repetitions together. DuckDB reads the same files
+   and joins on the same number (`file_row_number`).
 2. Runs, each in a fresh subprocess (so peak RSS is the run's own, from `os.wait4`):
    - reptrend: `analytics.report.cohort_report` for the whole tenant (every section 7 metric)
      from the Parquet directory;
@@ -41,7 +44,10 @@ CLINICS = 20
 OFFSETS = [60, -300, 600, 0, 330]  # minutes east of UTC, per clinic (clinic k: OFFSETS[k % 5])
 PROTOCOLS = ["flexion-in-lying"] * 16 + ["rocking-knees-to-chest"] * 2 + ["spinal-rolling"] * 2
 FAULTS = ["head-raised", "legs-straightened-on-lowering", "neck-strain"]
-LAYOUT_VERSION = 2  # 2: Parquet row groups at the writer default
+# The star layout's session number in session_fact (`analytics.sources.STAR_SESSION`; not
+# imported, so the DuckDB child loads nothing of reptrend).
+STAR_SESSION = "session"
+LAYOUT_VERSION = 3  # 2: Parquet row groups at the writer default; 3: star layout
 
 
 def _uniform(key: pl.Expr, salt: int) -> pl.Expr:
@@ -144,18 +150,17 @@ def generate(directory: Path, patients: int, seed: int) -> None:
         ended_at=follow_start + pl.duration(seconds=60),
         based_on=pl.lit(None, pl.String),
     )
-    pl.concat([flexion, extension]).sort("started_at").write_parquet(
-        directory / "exercise_session.parquet"
-    )
+    sessions = pl.concat([flexion, extension]).sort("started_at", maintain_order=True)
+    sessions.write_parquet(directory / "exercise_session.parquet")
+    # The star layout: a repetition names its session by the session's row in that file.
+    numbers = sessions.select("procedure_id").with_row_index(STAR_SESSION)
+    s = s.join(numbers, on="procedure_id", how="left")
 
     # Repetitions: the session's shape decides the pain per repetition.
     r = (
         s.select(
+            STAR_SESSION,
             "procedure_id",
-            "patient_id",
-            "protocol",
-            "local_date",
-            "started_at",
             "shape",
             "distance",
             i=pl.int_ranges(1, pl.col("reps") + 1),
@@ -190,19 +195,17 @@ def generate(directory: Path, patients: int, seed: int) -> None:
         ),
         peripheral_symptoms=_uniform(rkey, 13) < 0.002,
     )
+    # In session order, as an export writes them; the session's own columns (its id, patient,
+    # protocol, day, start) live once in exercise_session.
     r.select(
         "observation_id",
         "repetition_index",
-        "procedure_id",
-        "patient_id",
-        "protocol",
-        "local_date",
-        "started_at",
+        STAR_SESSION,
         "pain",
         "distance_cm",
         "form_faults",
         "peripheral_symptoms",
-    ).write_parquet(directory / "session_fact.parquet")
+    ).sort(STAR_SESSION, "repetition_index").write_parquet(directory / "session_fact.parquet")
 
     # A daily pain report on 70% of days, from two weeks before the start to 40 days after.
     d = people.select("patient_id", "start", day=pl.int_ranges(-14, 41)).explode("day")
@@ -259,17 +262,22 @@ def child_reptrend(source: str) -> dict[str, Any]:
 
 def child_subset(source: str) -> dict[str, Any]:
     """The DuckDB baseline's work, in reptrend: classify every session and give every
-    flexion-in-lying patient's stop-rule status (no other metric)."""
+    flexion-in-lying patient's stop-rule status (no other metric), with the report's own
+    steps (patient and protocol ids as `pl.Enum` codes, as `cohort_report` keys them)."""
     from analytics import classification, stop_rule
+    from analytics.cohorts import Cohort, cohort_patients
     from analytics.protocol_table import protocol_table
     from analytics.sources import read_source
 
     started = time.perf_counter()
     facts = read_source(source, "default")
+    patients = pl.Enum(cohort_patients(facts, Cohort(), AS_OF).collect()["patient_id"])
     table = protocol_table()
-    sessions = facts.sessions.filter(pl.col("protocol") == "flexion-in-lying").with_columns(
-        pl.col("patient_id").cast(pl.Categorical)
-    )
+    protocols = pl.Enum(table["protocol"])
+    table = table.with_columns(pl.col("protocol").cast(protocols))
+    sessions = facts.sessions.filter(
+        pl.col("protocol") == "flexion-in-lying", pl.col("local_date") <= AS_OF
+    ).with_columns(pl.col("patient_id").cast(patients), pl.col("protocol").cast(protocols))
     figures = classification.session_figures(facts.repetitions)
     assessed = classification.assess_sessions(sessions, figures, table).collect()
     roles = stop_rule.session_roles(assessed.lazy()).collect(engine="in-memory")
@@ -289,13 +297,13 @@ def duckdb_version() -> str:
 
 DUCKDB_SQL = """
 WITH reps AS (
-  SELECT procedure_id,
+  SELECT session,
          list(pain ORDER BY repetition_index) AS p,
          list(repetition_index ORDER BY repetition_index) AS x,
          bool_or(peripheral_symptoms) AS peripheral
-  FROM read_parquet('{dir}/session_fact.parquet') WHERE pain IS NOT NULL GROUP BY procedure_id
+  FROM read_parquet('{dir}/session_fact.parquet') WHERE pain IS NOT NULL GROUP BY session
 ), figures AS (
-  SELECT procedure_id, peripheral, len(p) AS n, p[1] AS first, p[len(p)] AS last,
+  SELECT session, peripheral, len(p) AS n, p[1] AS first, p[len(p)] AS last,
          list_max(p) AS peak, list_min(p) AS low,
          len(list_filter(list_zip(p[1:len(p) - 1], p[2:]), lambda t: t[2] > t[1])) AS rises,
          len(list_filter(list_zip(p[1:len(p) - 1], p[2:]), lambda t: t[2] < t[1])) AS falls,
@@ -315,8 +323,8 @@ WITH reps AS (
            WHEN f.peak - f.low <= 1 THEN 'no-change'
            ELSE 'fluctuating'
          END AS response
-  FROM read_parquet('{dir}/exercise_session.parquet') s
-  LEFT JOIN figures f USING (procedure_id)
+  FROM read_parquet('{dir}/exercise_session.parquet', file_row_number = true) s
+  LEFT JOIN figures f ON f.session = s.file_row_number
   WHERE s.protocol = 'flexion-in-lying' AND s.local_date <= DATE '{as_of}'
 ), staged AS (
   SELECT *, response = 'worsening' AS w,
@@ -465,9 +473,17 @@ def load_postgres(url: str, directory: Path, sessions: int) -> str:
     upgrade(normalize_url(scoped))
     chosen = pl.scan_parquet(directory / "exercise_session.parquet").head(sessions).collect()
     patients = chosen.select("patient_id").unique()
+    # The table holds the session's columns on every repetition row (the star file does not).
     reps = (
         pl.scan_parquet(directory / "session_fact.parquet")
-        .join(chosen.lazy().select("procedure_id"), on="procedure_id", how="semi")
+        .join(
+            chosen.lazy()
+            .select("procedure_id", "patient_id", "protocol", "local_date", "started_at")
+            .with_row_index(STAR_SESSION),
+            on=STAR_SESSION,
+            how="inner",
+        )
+        .drop(STAR_SESSION)
         .collect()
     )
     reports = (

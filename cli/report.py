@@ -5,7 +5,9 @@
 
 The numbers are those of `GET /analytics/cohorts/report` (both call
 `analytics.report.cohort_report`); `--source` may also be a directory of fact files or of a
-FHIR bulk export (NDJSON).
+FHIR bulk export (NDJSON). Fact files may name each repetition's session by `procedure_id` or,
+in the faster star layout, by `session`, the session's row in `exercise_session` (see
+`analytics.sources`).
 """
 
 from __future__ import annotations

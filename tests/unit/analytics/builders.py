@@ -11,6 +11,8 @@ import polars as pl
 
 from analytics.facts import (
     GROUP_MEMBER_SCHEMA,
+    KEYED_REPETITION_SCHEMA,
+    KEYED_SESSION_SCHEMA,
     PAIN_REPORT_SCHEMA,
     PATIENT_SCHEMA,
     PRESCRIPTION_SCHEMA,
@@ -110,3 +112,17 @@ def repetition_frame(sessions: Sequence[Session]) -> pl.DataFrame:
                 )
             )
     return pl.DataFrame(rows, schema=REPETITION_SCHEMA, orient="row")
+
+
+def numbered_frames(sessions: Sequence[Session]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Sessions and repetitions as a star-layout source gives them: each session numbered by
+    its row, each repetition naming its session by that number instead of its id."""
+    numbers = {s.procedure_id: k for k, s in enumerate(sessions)}
+    numbered = session_frame(sessions).with_row_index("session_key")
+    repetitions = repetition_frame(sessions).with_columns(
+        session_key=pl.col("procedure_id").replace_strict(numbers)
+    )
+    return (
+        numbered.select(list(KEYED_SESSION_SCHEMA)).cast(dict(KEYED_SESSION_SCHEMA)),
+        repetitions.select(list(KEYED_REPETITION_SCHEMA)).cast(dict(KEYED_REPETITION_SCHEMA)),
+    )

@@ -34,6 +34,7 @@ from tests.unit.analytics.builders import (
     FLEXION,
     ROCKING,
     Session,
+    numbered_frames,
     repetition_frame,
     session_frame,
 )
@@ -170,12 +171,14 @@ def cohorts(draw: st.DrawFn) -> Cohort:
     return Cohort(params, sessions, reports, as_of)
 
 
-def _assessed(cohort: Cohort, exact: bool = False) -> pl.DataFrame:
-    figures = classification.session_figures(repetition_frame(cohort.sessions).lazy(), exact)
+def _assessed(cohort: Cohort, exact: bool = False, numbered: bool = False) -> pl.DataFrame:
+    if numbered:  # the star layout: repetitions name their session by its number
+        sessions, repetitions = numbered_frames(cohort.sessions)
+    else:
+        sessions, repetitions = session_frame(cohort.sessions), repetition_frame(cohort.sessions)
+    figures = classification.session_figures(repetitions.lazy(), exact)
     assessed = adherence.dosage_flags(
-        classification.assess_sessions(
-            session_frame(cohort.sessions).lazy(), figures, protocol_table(cohort.params)
-        )
+        classification.assess_sessions(sessions.lazy(), figures, protocol_table(cohort.params))
     ).collect()
     assert not classification.has_key_collision(assessed)
     return assessed
@@ -190,9 +193,12 @@ def _by_id(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
 def test_every_session_gets_the_class_and_figures_of_classify_session(cohort: Cohort) -> None:
     found = _by_id(_assessed(cohort))
     exact = _by_id(_assessed(cohort, exact=True))  # keyed by the ids themselves, not hashes
-    assert {k: {**v, "session_key": None} for k, v in found.items()} == {
-        k: {**v, "session_key": None} for k, v in exact.items()
-    }
+    numbered = _by_id(_assessed(cohort, numbered=True))  # keyed by the source's numbers
+    assert (
+        {k: {**v, "session_key": None} for k, v in found.items()}
+        == {k: {**v, "session_key": None} for k, v in exact.items()}
+        == {k: {**v, "session_key": None} for k, v in numbered.items()}
+    )
     for s in cohort.sessions:
         expected = classify_session(s.repetitions, cohort.params[s.protocol])
         row = found[s.procedure_id]

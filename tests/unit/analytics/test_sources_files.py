@@ -10,14 +10,25 @@ import orjson
 import polars as pl
 import pytest
 
-from analytics.facts import REPETITION_SCHEMA, SESSION_SCHEMA
-from analytics.sources import SourceNotFound, read_source
+from analytics.cohorts import Cohort
+from analytics.facts import (
+    KEYED_REPETITION_SCHEMA,
+    KEYED_SESSION_SCHEMA,
+    REPETITION_SCHEMA,
+    SESSION_SCHEMA,
+)
+from analytics.report import cohort_report
+from analytics.sources import STAR_SESSION, SourceNotFound, read_source
+from domain.pain_response import Repetition
 from domain.protocols import CATALOG, StopRuleMode
 from store.protocol_catalog import with_parameters
 from tests.unit.analytics import fhir
 from tests.unit.analytics.builders import (
+    EXTENSION,
     FLEXION,
+    ROCKING,
     Session,
+    Tenant,
     at,
     repetition_frame,
     reps,
@@ -58,6 +69,82 @@ def test_fact_files_are_read_for_one_tenant_in_the_fact_schemas(
     assert repetitions.schema == REPETITION_SCHEMA
     assert repetitions["pain"].to_list() == [1, 2, 3]
     assert facts.patients.collect().height == 0  # absent files are empty frames
+
+
+def _star_tenant() -> Tenant:
+    """Sessions on the fast path, on the general path (a gap, rows out of order, a repeated
+    index), without repetitions, with faults and distances, over two tenants' worth of ids."""
+    gap = (Repetition(1, 2), Repetition(3, 4), Repetition(4, 5))
+    doubled = (Repetition(1, 1), Repetition(2, 3), Repetition(2, 6), Repetition(3, 2))
+    faulty = (
+        Repetition(1, 3, distance_cm=40.0, form_faults=("head-raised",)),
+        Repetition(2, 2, distance_cm=38.0),
+        Repetition(3, 1, distance_cm=35.0, peripheral_symptoms=False),
+    )
+    sessions = [
+        Session("a1", "ann", FLEXION, at(0), reps(1, 2, 3, 4, 5), at(0, 8, 3)),
+        Session("x1", "ann", EXTENSION, at(0, 8, 5)),
+        Session("a2", "ann", FLEXION, at(2), gap, row_order=(2, 0, 1)),
+        Session("a3", "ann", FLEXION, at(9), faulty),
+        Session("b1", "bob", FLEXION, at(1), doubled),
+        Session("b2", "bob", ROCKING, at(1, 9), reps(0, 0, 1)),
+        Session("b3", "bob", FLEXION, at(3), reps(*([1] * 18))),
+    ]
+    return Tenant(
+        sessions=sessions,
+        pain_reports=[("ann", at(-k).date(), k % 3) for k in range(12)],
+        patients=[("ann", "c1"), ("bob", "c2"), ("cy", "c1")],
+        group_members=[("g", "ann")],
+        prescriptions=[("ann", FLEXION), ("bob", FLEXION), ("cy", FLEXION)],
+    )
+
+
+def _write_tenant(directory: Path, tenant: Tenant, star: bool) -> None:
+    facts = tenant.facts()
+    sessions = facts.sessions.collect()
+    repetitions = facts.repetitions.collect()
+    if star:
+        numbers = sessions.select("procedure_id").with_row_index(STAR_SESSION)
+        repetitions = repetitions.join(
+            numbers, on="procedure_id", how="left", maintain_order="left"
+        )
+        repetitions = repetitions.drop("procedure_id")
+    sessions.write_parquet(directory / "exercise_session.parquet")
+    repetitions.write_parquet(directory / "session_fact.parquet")
+    facts.pain_reports.collect().write_parquet(directory / "pain_report.parquet")
+    facts.patients.collect().write_parquet(directory / "patient.parquet")
+    facts.group_members.collect().write_parquet(directory / "group_member.parquet")
+    facts.prescriptions.collect().write_parquet(directory / "prescription.parquet")
+
+
+def test_the_star_layout_numbers_sessions_by_their_row(tmp_path: Path) -> None:
+    _write_tenant(tmp_path, _star_tenant(), star=True)
+    facts = read_source(str(tmp_path), "default")
+    sessions = facts.sessions.collect()
+    repetitions = facts.repetitions.collect()
+    assert sessions.schema == KEYED_SESSION_SCHEMA
+    assert repetitions.schema == KEYED_REPETITION_SCHEMA
+    number = dict(sessions.select("procedure_id", "session_key").iter_rows())
+    assert repetitions.filter(pl.col("session_key") == number["a2"])["pain"].to_list() == [5, 2, 4]
+
+
+@pytest.mark.parametrize(
+    "cohort", [Cohort(), Cohort(organization="c1"), Cohort(protocol=ROCKING)], ids=str
+)
+def test_the_star_layout_gives_the_report_of_the_table_layout(
+    tmp_path: Path, cohort: Cohort
+) -> None:
+    tenant = _star_tenant()
+    (tmp_path / "table").mkdir()
+    (tmp_path / "star").mkdir()
+    _write_tenant(tmp_path / "table", tenant, star=False)
+    _write_tenant(tmp_path / "star", tenant, star=True)
+    as_of = date(2026, 3, 30)
+    table = cohort_report(read_source(str(tmp_path / "table"), "default"), cohort, as_of)
+    star = cohort_report(read_source(str(tmp_path / "star"), "default"), cohort, as_of)
+    assert star.summary == table.summary
+    assert star.patients.equals(table.patients)
+    assert table.summary["cohort"]["patients"] >= 1
 
 
 def _export(directory: Path, *resources: dict[str, object]) -> None:
