@@ -15,6 +15,7 @@ from api.errors import install_error_handlers
 from api.export_worker import start_export_worker
 from api.fhir.bulk_routes import router as bulk_router
 from api.fhir.negotiation import negotiate
+from api.fhir.routes import read_router
 from api.fhir.routes import router as fhir_router
 from api.fhir.search_routes import router as search_router
 from api.health import router as health_router
@@ -22,12 +23,14 @@ from api.logging_setup import configure_logging
 from api.middleware import RequestContextMiddleware
 from api.settings import Settings, settings_from_environment
 from store.database import create_engine
+from store.read_pool import create_read_pool
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_from_environment()
     configure_logging(settings.log_level)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    read_pool = create_read_pool(settings.database_url, size=settings.db_pool_size)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -35,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         export_worker.stop()
         engine.dispose()
+        if read_pool is not None:
+            await read_pool.close()
 
     app = FastAPI(
         title="reptrend",
@@ -44,11 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.read_pool = read_pool
     install_error_handlers(app)
     app.include_router(health_router)
-    # Literal paths (/fhir/Patient/$export, /fhir/Patient/_history, ...) before the
-    # /fhir/{type}/{id} patterns that would otherwise swallow them.
+    # Reads first (their strict path segments take nothing else), then literal paths
+    # (/fhir/Patient/$export, /fhir/Patient/_history, ...) before the loose /fhir/{type}/{id}
+    # patterns that would otherwise swallow them.
     fhir_rules = [Depends(negotiate)]
+    app.include_router(read_router, dependencies=fhir_rules)
     app.include_router(bulk_router, dependencies=fhir_rules)
     app.include_router(search_router, dependencies=fhir_rules)
     app.include_router(fhir_router, dependencies=fhir_rules)

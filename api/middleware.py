@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -18,9 +19,19 @@ log = logging.getLogger("reptrend.access")
 REQUEST_ID = "x-request-id"
 
 
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
+_TEMPLATES: dict[str, str] = {}
+
+
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    return getattr(route, "path", None) or "(unmatched)"
+    """The route's path as logged: `/fhir/{type}/{id}`, path convertors left out."""
+    path = getattr(scope.get("route"), "path", None)
+    if not path:
+        return "(unmatched)"
+    template = _TEMPLATES.get(path)
+    if template is None:
+        template = _TEMPLATES[path] = _CONVERTOR.sub(r"{\1}", path)
+    return template
 
 
 class RequestContextMiddleware:

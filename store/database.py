@@ -64,6 +64,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
         json_deserializer=orjson.loads,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Writes and searches keep the pre-ping round trip, so after a PostgreSQL restart no
+        # client write fails on a dead pooled connection. Point reads, where that round trip
+        # cost as much as the read, go through the async read pool instead.
         pool_pre_ping=True,
         # A URL may name its own application_name (tests do, to find their server's backends).
         connect_args={}

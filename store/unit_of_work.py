@@ -54,6 +54,13 @@ class UnitOfWork:
     def tenant(self) -> str:
         return self._tenant
 
+    @property
+    def connection(self) -> sa.Connection:
+        """The unit of work's connection, for store functions outside `ResourceStore`."""
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._connection
+
     def commit(self) -> None:
         """The one commit point of the service."""
         if self._transaction is None:

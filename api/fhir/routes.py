@@ -7,29 +7,58 @@ from importlib.metadata import version
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import Response
 
-from api.deps import ReadUow, WriteUow
+import api.fhir.search_routes  # noqa: F401  (registers the `fhirtype` path convertor)
+from api.deps import DatabaseDep, ReadUow, WriteUow
 from api.errors import HttpProblem, bundle_error_entry
 from api.fhir.body import fhir_json_body
 from api.fhir.capability import capability_statement
 from api.fhir.negotiation import FORMAT_PARAMETERS, ReturnPreference, return_preference
-from api.fhir_response import FhirResponse
+from api.fhir_response import FHIR_JSON, FhirResponse, pretty_output
 from api.operation_outcome import operation_outcome
 from store.bundles import process_batch, process_transaction
 from store.conditional import conditional_create, conditional_update
 from store.errors import InvalidRequest, NotSupported
+from store.resource_reads import ResourceJson
 from store.resource_store import (
     Method,
     StoredResource,
     Write,
+    WriteOutcome,
     instant_text,
     new_resource_id,
     version_from_etag,
 )
 from store.search_params import RESOURCE_SPECS, ResourceSpec
+from store.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
+
+
+class _ResourceIdConvertor(Convertor[str]):
+    """FHIR's id syntax. No id starts with `$` or `_`, so /fhir/Patient/$export and
+    /fhir/Patient/_history never look like reads."""
+
+    regex = r"[A-Za-z0-9\-\.]{1,64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fhirid", _ResourceIdConvertor())
+
+# Reads are most of the traffic: this router is included ahead of all others, so a read is
+# matched against two routes instead of twenty. Its strict path segments cannot take any other
+# route's path. Anything they do not match (a malformed id) still reaches the same handlers
+# through `router`, in their usual place, and is answered as before.
+read_router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
 Body = Annotated[Any, Depends(fhir_json_body)]
 
 
@@ -51,8 +80,9 @@ def _resource_response(
         "Last-Modified": instant_text(resource.last_updated),
     }
     if written:
-        headers["Location"] = str(
-            request.url_for("vread", type=resource.type, id=resource.id, vid=resource.version_id)
+        # What url_for("vread", ...) gives, without its walk over every route.
+        headers["Location"] = (
+            f"{request.base_url}fhir/{resource.type}/{resource.id}/_history/{resource.version_id}"
         )
         preference = return_preference(request)
         if preference is ReturnPreference.MINIMAL:
@@ -66,6 +96,15 @@ def _resource_response(
             )
             return FhirResponse(outcome, status_code=status_code, headers=headers)
     return FhirResponse(resource.body, status_code=status_code, headers=headers)
+
+
+def _json_response(resource: ResourceJson) -> Response:
+    """A read: the stored JSON bytes as they are, unless `_pretty` asks for indentation."""
+    body = resource.body
+    if pretty_output.get():
+        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    headers = {"ETag": resource.etag, "Last-Modified": instant_text(resource.last_updated)}
+    return Response(body, media_type=FHIR_JSON, headers=headers)
 
 
 @router.get("/metadata", summary="CapabilityStatement")
@@ -89,27 +128,36 @@ def bundle(body: Body, uow: WriteUow) -> FhirResponse:
 
 
 @router.post("/{type}", summary="Create a resource (server-assigned id; If-None-Exist)")
-def create(
+async def create(
     type: str,
     request: Request,
     body: Body,
-    uow: WriteUow,
+    database: DatabaseDep,
     if_none_exist: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
     _spec(type, writing=True)
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object (a FHIR resource)")
     if if_none_exist:
-        conditional = conditional_create(uow.resources, type, if_none_exist, body)
-        uow.commit()
-        status = 201 if conditional.created else 200
-        return _resource_response(request, conditional.resource, status, written=True)
+        condition = if_none_exist
+
+        def create_unless_found(uow: UnitOfWork) -> tuple[StoredResource, bool]:
+            conditional = conditional_create(uow.resources, type, condition, body)
+            uow.commit()
+            return conditional.resource, conditional.created
+
+        resource, created = await database.write(create_unless_found)
+        return _resource_response(request, resource, 201 if created else 200, written=True)
     resource_id = new_resource_id()
-    outcome = uow.resources.write(
-        [Write(Method.CREATE, type, resource_id, {**body, "id": resource_id})]
-    )[0]
-    uow.commit()
+    write = Write(Method.CREATE, type, resource_id, {**body, "id": resource_id})
+    outcome = await database.write(lambda uow: _write_one(uow, write))
     return _resource_response(request, outcome.resource, 201, written=True)
+
+
+def _write_one(uow: UnitOfWork, write: Write) -> WriteOutcome:
+    outcome = uow.resources.write([write])[0]
+    uow.commit()
+    return outcome
 
 
 @router.put("/{type}", summary="Conditional update: PUT [type]?[search criteria]")
@@ -136,25 +184,25 @@ def update_conditionally(
     return _resource_response(request, outcome.resource, status, written=True)
 
 
-@router.get("/{type}/{id}", summary="Read the current version")
-def read(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
+@router.get("/{type}/{id}", include_in_schema=False)
+@read_router.get("/{type:fhirtype}/{id:fhirid}", summary="Read the current version")
+async def read(type: str, id: str, database: DatabaseDep) -> Response:
     _spec(type)
-    return _resource_response(request, uow.resources.read(type, id))
+    return _json_response(await database.read_resource(type, id))
 
 
 @router.put("/{type}/{id}", summary="Update (or create with a client-assigned id)")
-def update(
+async def update(
     type: str,
     id: str,
     request: Request,
     body: Body,
-    uow: WriteUow,
+    database: DatabaseDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
     _spec(type, writing=True)
     write = Write(Method.UPDATE, type, id, body, if_match=version_from_etag(if_match, "If-Match"))
-    outcome = uow.resources.write([write])[0]
-    uow.commit()
+    outcome = await database.write(lambda uow: _write_one(uow, write))
     status = 201 if outcome.created else 200
     return _resource_response(request, outcome.resource, status, written=True)
 
@@ -190,7 +238,10 @@ def history(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
     )
 
 
-@router.get("/{type}/{id}/_history/{vid}", summary="Read one version", name="vread")
-def vread(type: str, id: str, vid: int, request: Request, uow: ReadUow) -> FhirResponse:
+@router.get("/{type}/{id}/_history/{vid}", include_in_schema=False)
+@read_router.get(
+    "/{type:fhirtype}/{id:fhirid}/_history/{vid}", summary="Read one version", name="vread"
+)
+async def vread(type: str, id: str, vid: int, database: DatabaseDep) -> Response:
     _spec(type)
-    return _resource_response(request, uow.resources.vread(type, id, vid))
+    return _json_response(await database.read_resource(type, id, vid))
