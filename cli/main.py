@@ -42,6 +42,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         workers=workers,
         log_config=None,
         access_log=False,
+        # A worker imports the whole app before it answers the supervisor's health check:
+        # 5-10 s on two busy cores, past uvicorn's default of 5 s, which killed and respawned
+        # workers forever.
+        timeout_worker_healthcheck=120,
     )
     return 0
 
