@@ -9,10 +9,9 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
-import api.fhir.search_routes  # noqa: F401  (registers the `fhirtype` path convertor)
+import api.fhir.path_segments  # noqa: F401  (registers {type:fhirtype} and {id:fhirid})
 from api.deps import DatabaseDep, ReadUow, WriteUow
 from api.errors import HttpProblem, bundle_error_entry
 from api.fhir.body import fhir_json_body
@@ -38,21 +37,6 @@ from store.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
 
-
-class _ResourceIdConvertor(Convertor[str]):
-    """FHIR's id syntax. No id starts with `$` or `_`, so /fhir/Patient/$export and
-    /fhir/Patient/_history never look like reads."""
-
-    regex = r"[A-Za-z0-9\-\.]{1,64}"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("fhirid", _ResourceIdConvertor())
 
 # Reads are most of the traffic: this router is included ahead of all others, so a read is
 # matched against two routes instead of twenty. Its strict path segments cannot take any other

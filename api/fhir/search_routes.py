@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
-from starlette.convertors import Convertor, register_url_convertor
 
+import api.fhir.path_segments  # noqa: F401  (registers {type:fhirtype})
 from api.deps import ReadUow
 from api.errors import HttpProblem
 from api.fhir.negotiation import lenient_handling
@@ -31,20 +31,6 @@ from store.search_parameters import (
 Pairs = list[tuple[str, str]]
 FORM = "application/x-www-form-urlencoded"
 
-
-class _ResourceTypeConvertor(Convertor[str]):
-    """Resource types are capitalised; /fhir/metadata, /fhir/$export... are left to others."""
-
-    regex = "[A-Z][A-Za-z]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("fhirtype", _ResourceTypeConvertor())
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
 
