@@ -28,12 +28,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +41,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 import psycopg
+from bench_ingest import WEARING_OFF, session_entries  # the same session shape
+from serving import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"content-type": "application/fhir+json"}
 PATIENTS = 50
-EXERCISE = "https://reptrend.dev/fhir/CodeSystem/exercise"
-MEASURE = "https://reptrend.dev/fhir/CodeSystem/session-measure"
 LOINC_PAIN = {"system": "http://loinc.org", "code": "72514-3"}
 
 # wrk prints one JSON line at the end: throughput, latency percentiles, errors.
@@ -113,56 +111,6 @@ def pain_observation(patient: str, day: int, pain: int) -> dict[str, Any]:
         "effectiveDateTime": f"2026-03-{1 + day % 28:02d}T08:{day % 60:02d}:00+01:00",
         "valueInteger": pain,
     }
-
-
-def session_entries(patient: str, n: int) -> list[dict[str, Any]]:
-    """One flexion-in-lying session: a Procedure and six repetition Observations."""
-    start = f"2026-02-{1 + n % 28:02d}T{8 + n % 12:02d}:00:00+01:00"
-    procedure_url = f"urn:uuid:{uuid.uuid4()}"
-    procedure = {
-        "resourceType": "Procedure",
-        "status": "completed",
-        "code": {"coding": [{"system": EXERCISE, "code": "flexion-in-lying"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "performedPeriod": {"start": start, "end": start.replace(":00:00+", ":04:00+")},
-    }
-    entries = [
-        {
-            "fullUrl": procedure_url,
-            "request": {"method": "POST", "url": "Procedure"},
-            "resource": procedure,
-        }
-    ]
-    for rep, pain in enumerate((4, 4, 3, 3, 2, 1), start=1):
-        observation = {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"coding": [LOINC_PAIN]},
-            "subject": {"reference": f"Patient/{patient}"},
-            "partOf": [{"reference": procedure_url}],
-            "effectiveDateTime": start,
-            "valueInteger": pain,
-            "component": [
-                {
-                    "code": {"coding": [{"system": MEASURE, "code": "repetition-index"}]},
-                    "valueInteger": rep,
-                }
-            ],
-        }
-        entries.append(
-            {
-                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-                "request": {"method": "POST", "url": "Observation"},
-                "resource": observation,
-            }
-        )
-    return entries
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -238,7 +186,11 @@ def seed(base: str, bundles: int) -> list[str]:
             ).raise_for_status()
         paths = [f"/fhir/Patient/p{n}" for n in range(PATIENTS)]
         for i in range(bundles):
-            entries = [e for n in range(70) for e in session_entries(f"p{(i + n) % PATIENTS}", n)]
+            entries = [
+                e
+                for n in range(70)
+                for e in session_entries(f"p{(i + n) % PATIENTS}", n // 4, n % 4, WEARING_OFF)
+            ]
             transaction = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
             response = client.post("/fhir", content=orjson.dumps(transaction))
             response.raise_for_status()
@@ -275,14 +227,9 @@ def start(service: Service, base_url: str, workers: int, extra: list[str], scrat
         command, cwd=service.root, env=env, start_new_session=True, stderr=log_path.open("wb")
     )
     service.base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # the first start seeds the protocol catalog
-    while time.monotonic() < deadline and service.server.poll() is None:
-        try:
-            if httpx.get(f"{service.base}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    # The first start seeds the protocol catalog.
+    if wait_until_ready(service.base, service.server, 180):
+        return
     sys.exit(f"bench_http: {service.label} did not start:\n{log_path.read_text()}")
 
 

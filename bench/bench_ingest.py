@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import psycopg
+from serving import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = "https://reptrend.dev/fhir/CodeSystem/exercise"
@@ -131,12 +131,6 @@ def patients_bundle(count: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def copy_ceiling(base_url: str, schema: str, bodies: list[bytes]) -> float:
     """PostgreSQL's own COPY of the same JSON into a bare jsonb table: the ceiling."""
     table = f"copy_ceiling_{uuid.uuid4().hex[:8]}"
@@ -193,13 +187,8 @@ def main() -> None:
             start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        if not wait_until_ready(base, server, 120):
+            sys.exit("bench_ingest: the server did not start")
 
         def post(payload: bytes) -> float:
             t = time.perf_counter()
