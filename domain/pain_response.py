@@ -11,10 +11,10 @@ for the usual repetition indices 1..n, and the explanation text built only when 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from operator import attrgetter, gt, le, lt, mul
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
 from domain.codes import PAIN_MAX, PAIN_MIN
 from domain.protocols import ProtocolParameters, StopRuleMode
@@ -50,18 +50,22 @@ class Repetition:
             raise InvalidRepetition(f"repetition index {self.index} is below 1")
 
 
-@dataclass(frozen=True, slots=True)
-class SessionAssessment:
+class SessionAssessment(NamedTuple):
     """The class of one session and the figures section 3 asks to report with it.
 
     Only what the decision needed is stored; the other figures are derived on access from
     the ordered repetitions (a session has a handful), which keeps bulk classification fast.
+    An immutable NamedTuple rather than a frozen dataclass: it is built once per classified
+    session, and a frozen dataclass's field-by-field `__init__` was a quarter of that cost.
     """
 
     response: PainResponse
     repetitions: tuple[Repetition, ...]  # in repetition-index order
     pain: tuple[int, ...]  # in repetition-index order
-    parameters: ProtocolParameters = field(repr=False)
+    parameters: ProtocolParameters
+
+    def __repr__(self) -> str:
+        return f"SessionAssessment(response={self.response!r}, pain={self.pain!r})"
 
     @property
     def indices(self) -> tuple[int, ...]:
