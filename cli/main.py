@@ -1,4 +1,4 @@
-"""The `reptrend` command: serve, migrate, demo, export, import, report."""
+"""The `reptrend` command: serve, migrate, demo, reindex, export, import, report."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from cli.export_import import add_export_import_parsers, run_export, run_import
 from cli.report import add_report_parser, run_report
 from store.database import create_engine
 from store.errors import SchemaNotMigrated
+from store.reindex import reindex, tenants
 from store.schema import require_migrated, upgrade
+from store.search_params import SUPPORTED_TYPES
 
 log = logging.getLogger("reptrend.cli")
 
@@ -74,6 +76,25 @@ def _demo(settings: Settings, host: str, port: int, anchor: date) -> int:
     return _serve(settings, host, port, workers=1)
 
 
+def _reindex(settings: Settings, tenant: str | None, types: list[str] | None) -> int:
+    unknown = sorted(set(types or ()) - set(SUPPORTED_TYPES))
+    if unknown:
+        print(f"reptrend reindex: unknown resource type {unknown[0]}", file=sys.stderr)
+        return 2
+    engine = create_engine(settings.database_url)
+    try:
+        require_migrated(engine)
+        for name in [tenant] if tenant else tenants(engine):
+            count = reindex(engine, name, types or SUPPORTED_TYPES)
+            print(f"{name}: {count} resources reindexed")
+    except SchemaNotMigrated as error:
+        print(f"reptrend reindex: {error.diagnostics}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reptrend", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the day the demo data is built around (default: today)",
     )
     commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    reindex = commands.add_parser(
+        "reindex", help="rebuild the search index from the stored resources (after an upgrade)"
+    )
+    reindex.add_argument("--tenant", help="only this tenant (default: every tenant)")
+    reindex.add_argument("--type", action="append", dest="types", help="only this type (repeat)")
     add_export_import_parsers(commands)
     add_report_parser(commands)
     return parser
@@ -104,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "reindex":
+        return _reindex(settings, args.tenant, args.types)
     if args.command == "export":
         return run_export(args)
     if args.command == "import":

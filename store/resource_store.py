@@ -222,6 +222,33 @@ class ResourceStore:
             )
         return found
 
+    def reindex_page(self, resource_type: str, after_id: str, limit: int) -> list[str]:
+        """Rebuild the search rows of the next `limit` live resources of a type (by id, after
+        `after_id`) from their stored bodies; returns their ids, in order (none: all done).
+
+        For a release whose search parameters changed: old rows are deleted from every search
+        table, not only from those the type's parameters fill now.
+        """
+        rows = self.connection.execute(
+            sa.select(_RESOURCE.c.id, _RESOURCE.c.body)
+            .where(
+                _RESOURCE.c.tenant == self.tenant,
+                _RESOURCE.c.type == resource_type,
+                _RESOURCE.c.deleted.is_(False),
+                _RESOURCE.c.id > after_id,
+            )
+            .order_by(_RESOURCE.c.id)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return []
+        index = IndexRows()
+        for row in rows:
+            index.extend(index_resource(self.tenant, resource_type, row.id, row.body))
+        ids = [str(row.id) for row in rows]
+        self._replace_index([(resource_type, i) for i in ids], index, every_table=True)
+        return ids
+
     def _current_versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Any]:
         by_type: dict[str, list[str]] = defaultdict(list)
         for resource_type, resource_id in keys:
@@ -374,14 +401,16 @@ class ResourceStore:
             )
             self.connection.execute(statement, list(chunk))
 
-    def _replace_index(self, stale: Sequence[tuple[str, str]], rows: IndexRows) -> None:
+    def _replace_index(
+        self, stale: Sequence[tuple[str, str]], rows: IndexRows, *, every_table: bool = False
+    ) -> None:
         by_type: dict[str, list[str]] = defaultdict(list)
         for resource_type, resource_id in stale:
             by_type[resource_type].append(resource_id)
         for name, table in _INDEX_TABLES.items():
             for resource_type, ids in by_type.items():
                 # A type only has rows in the tables its search parameters fill.
-                if name not in index_tables_of(resource_type):
+                if not every_table and name not in index_tables_of(resource_type):
                     continue
                 for chunk in chunks(ids):
                     self.connection.execute(

@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 `search_string.value` holds case-folded text (FHIR's default string match is
 case-insensitive); `:exact` must compare case and all, so each row now also keeps the text as
 written. Rows indexed before this revision only have the folded text, which is what they get
-here: a resource written again (or re-imported) is indexed in full.
+here; `reptrend reindex` rebuilds them from the stored resources.
 """
 
 from __future__ import annotations
