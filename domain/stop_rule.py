@@ -209,6 +209,54 @@ def evaluate_protocol(
     return fold.state(as_of, last, len(ordered))
 
 
+@dataclass(frozen=True, slots=True)
+class FoldState:
+    """Where the stop-rule fold stands after a protocol's sessions up to `last`: everything it
+    needs to go on with later sessions, so ingest can continue from a stored state instead of
+    re-folding the whole history (`resume_fold`). The transitions are not kept."""
+
+    holds: tuple[Hold, ...] = ()
+    open: bool = False
+    resumed_by: SessionRecord | None = None
+    failed: tuple[SessionRecord, ...] = ()
+    premature: tuple[str, ...] = ()
+    retries: tuple[str, ...] = ()
+    last: SessionRecord | None = None
+    count: int = 0
+
+    @property
+    def hold(self) -> Hold | None:
+        return self.holds[-1] if self.open else None
+
+    def comes_after(self, record: SessionRecord) -> bool:
+        """Whether `record` would be folded after every session already in this state."""
+        return self.last is None or _order(self.last) < _order(record)
+
+
+def resume_fold(
+    start: FoldState, sessions: Iterable[SessionRecord], params: ProtocolParameters
+) -> FoldState:
+    """The fold of `start`'s sessions followed by `sessions` (in any order), with the stop rule
+    on. `resume_fold(FoldState(), all)` folds a whole history; resuming from a prefix's state
+    gives the same state as folding everything at once.
+
+    Raises `InvalidSessionRecord` if a session is not later than every session of `start` or
+    a procedure appears twice.
+    """
+    ordered = sorted(sessions, key=_order)
+    _reject_duplicates(ordered)
+    if ordered and not start.comes_after(ordered[0]):
+        last = start.last.procedure_id if start.last is not None else None
+        raise InvalidSessionRecord(
+            f"session {ordered[0].procedure_id} is not after session {last}: "
+            "fold the whole history instead"
+        )
+    fold = _Fold(params, start)
+    for session in ordered:
+        fold.step(session)
+    return fold.snapshot(ordered[-1] if ordered else start.last, start.count + len(ordered))
+
+
 def _reject_duplicates(ordered: list[SessionRecord]) -> None:
     seen: set[str] = set()
     for record in ordered:
@@ -220,15 +268,28 @@ def _reject_duplicates(ordered: list[SessionRecord]) -> None:
 class _Fold:
     """Mutable accumulator private to one `evaluate_protocol` call."""
 
-    def __init__(self, params: ProtocolParameters) -> None:
+    def __init__(self, params: ProtocolParameters, start: FoldState | None = None) -> None:
+        start = start or FoldState()
         self.params = params
-        self.holds: list[Hold] = []
-        self.open = False
-        self.resumed_by: SessionRecord | None = None
-        self.failed: list[SessionRecord] = []
-        self.premature: list[str] = []
-        self.retries: list[str] = []
+        self.holds: list[Hold] = list(start.holds)
+        self.open = start.open
+        self.resumed_by: SessionRecord | None = start.resumed_by
+        self.failed: list[SessionRecord] = list(start.failed)
+        self.premature: list[str] = list(start.premature)
+        self.retries: list[str] = list(start.retries)
         self.events: list[Transition] = []
+
+    def snapshot(self, last: SessionRecord | None, count: int) -> FoldState:
+        return FoldState(
+            tuple(self.holds),
+            self.open,
+            self.resumed_by,
+            tuple(self.failed),
+            tuple(self.premature),
+            tuple(self.retries),
+            last,
+            count,
+        )
 
     def step(self, session: SessionRecord) -> None:
         worsening = session.response is PainResponse.WORSENING

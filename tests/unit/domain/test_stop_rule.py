@@ -10,16 +10,20 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.pain_response import PainResponse
 from domain.protocols import DEFAULT_PARAMETERS, protocol
 from domain.stop_rule import (
+    FoldState,
     HoldOutcome,
     InvalidSessionRecord,
     ProtocolStatus,
     SessionRecord,
     TransitionKind,
     evaluate_protocol,
+    resume_fold,
 )
 from tests.unit.domain.builders import day, session
 
@@ -264,3 +268,37 @@ def test_a_session_time_without_offset_is_rejected() -> None:
 )
 def test_explanation_names_the_dates_and_parameters(as_of: int, fragment: str) -> None:
     assert fragment in evaluate_protocol([session("a", 0, W)], day(as_of), P).explanation
+
+
+# --- resuming the fold from a stored state (what ingest does for a session later than all) ---
+
+_histories = st.lists(
+    st.tuples(st.integers(0, 60), st.sampled_from(list(PainResponse))),
+    min_size=1,
+    max_size=14,
+    unique_by=lambda s: s[0],
+)
+
+
+@given(history=_histories, split=st.integers(0, 14))
+def test_resuming_from_any_prefix_gives_the_state_of_folding_everything(
+    history: list[tuple[int, PainResponse]], split: int
+) -> None:
+    records = [session(f"s{offset:02d}", offset, response) for offset, response in history]
+    records.sort(key=lambda r: r.started_at)
+    whole = resume_fold(FoldState(), records, P)
+    prefix = resume_fold(FoldState(), records[:split], P)
+    assert resume_fold(prefix, records[split:], P) == whole
+    expected = evaluate_protocol(records, records[-1].day, P)
+    assert whole.holds == expected.holds and whole.hold == expected.hold
+    assert len(whole.failed) == expected.failed_retries
+    assert whole.premature == expected.premature_procedure_ids
+    assert whole.retries == expected.retry_procedure_ids
+    assert (whole.last, whole.count) == (expected.last_session, len(records))
+
+
+def test_resuming_with_a_session_not_after_the_stored_ones_is_rejected() -> None:
+    state = resume_fold(FoldState(), [session("a", 0, W), session("b", 3)], P)
+    assert state.comes_after(session("c", 4)) and not state.comes_after(session("c", 2))
+    with pytest.raises(InvalidSessionRecord, match="not after session b"):
+        resume_fold(state, [session("c", 2)], P)
