@@ -8,7 +8,7 @@ start keeps the UTC offset it was written with, and its day is the local date as
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from operator import itemgetter
@@ -132,15 +132,23 @@ class ClinicalRepository:
         return self.histories([(patient_id, protocol)])[(patient_id, protocol)]
 
     def session(self, procedure_id: str) -> StoredSession | None:
-        rows = list(
-            self._connection.execute(
-                sa.select(_SESSION).where(
-                    _SESSION.c.tenant == self._tenant, _SESSION.c.procedure_id == procedure_id
+        found = self.sessions([procedure_id])
+        return found[0] if found else None
+
+    def sessions(self, procedure_ids: Iterable[str]) -> list[StoredSession]:
+        """The exercise sessions among these Procedure ids, in start order."""
+        found: list[StoredSession] = []
+        for chunk in chunks(sorted(set(procedure_ids))):
+            rows = list(
+                self._connection.execute(
+                    sa.select(_SESSION).where(
+                        _SESSION.c.tenant == self._tenant, _SESSION.c.procedure_id.in_(chunk)
+                    )
                 )
             )
-        )
-        found = self._sessions(rows, _FACT.c.procedure_id == procedure_id)
-        return found[0] if found else None
+            found.extend(self._sessions(rows, _FACT.c.procedure_id.in_(chunk)))
+        found.sort(key=lambda s: (s.started_utc, s.procedure_id))
+        return found
 
     def extension_sessions(self, patient_id: str) -> list[TimedSession]:
         """The patient's extension-in-lying sessions (what must follow each flexion session)."""
@@ -178,8 +186,6 @@ class ClinicalRepository:
         self, rows: Sequence[Any], facts_of: sa.ColumnElement[bool]
     ) -> list[StoredSession]:
         """Sessions for `exercise_session` rows, with the repetitions `facts_of` selects."""
-        repetitions: dict[str, list[Repetition]] = defaultdict(list)
-        observations: dict[str, set[str]] = defaultdict(set)
         facts = self._connection.execute(
             sa.select(
                 _FACT.c.procedure_id,
@@ -191,36 +197,65 @@ class ClinicalRepository:
                 _FACT.c.peripheral_symptoms,
             ).where(_FACT.c.tenant == self._tenant, facts_of)
         ).all()
-        # Sorted here, not in SQL: an ORDER BY procedure_id makes SQLite walk the tenant's whole
-        # procedure index instead of the patient index. Plain tuples: this loop runs once per
-        # repetition of a patient's whole history.
-        for procedure_id, observation_id, index, pain, distance, faults, peripheral in sorted(
-            facts, key=_FACT_ORDER
-        ):
-            observations[procedure_id].add(observation_id)
-            if pain is not None:
-                repetitions[procedure_id].append(
-                    Repetition(
-                        index, pain, distance, tuple(faults.split()) if faults else (), peripheral
-                    )
+        return build_sessions([row._mapping for row in rows], facts)
+
+
+_FACT_COLUMNS = itemgetter(
+    "procedure_id",
+    "observation_id",
+    "repetition_index",
+    "pain",
+    "distance_cm",
+    "form_faults",
+    "peripheral_symptoms",
+)
+
+
+def sessions_from_rows(
+    session_rows: Iterable[Mapping[str, Any]], fact_rows: Iterable[Mapping[str, Any]]
+) -> list[StoredSession]:
+    """Sessions from `exercise_session` and `session_fact` rows as written (not read back):
+    what ingest has in hand for the sessions it has just stored."""
+    return build_sessions(session_rows, [_FACT_COLUMNS(row) for row in fact_rows])
+
+
+def build_sessions(
+    session_rows: Iterable[Mapping[str, Any]], facts: Iterable[Sequence[Any]]
+) -> list[StoredSession]:
+    """Sessions in start order from session rows and their repetition facts, each fact
+    (procedure, observation, index, pain, distance, faults, peripheral)."""
+    repetitions: dict[str, list[Repetition]] = defaultdict(list)
+    observations: dict[str, set[str]] = defaultdict(set)
+    # Sorted here, not in SQL: an ORDER BY procedure_id makes SQLite walk the tenant's whole
+    # procedure index instead of the patient index. Plain tuples: this loop runs once per
+    # repetition of a patient's whole history.
+    for procedure_id, observation_id, index, pain, distance, faults, peripheral in sorted(
+        facts, key=_FACT_ORDER
+    ):
+        observations[procedure_id].add(observation_id)
+        if pain is not None:
+            repetitions[procedure_id].append(
+                Repetition(
+                    index, pain, distance, tuple(faults.split()) if faults else (), peripheral
                 )
-        sessions = [
-            StoredSession(
-                procedure_id=row.procedure_id,
-                patient_id=row.patient_id,
-                protocol=row.protocol,
-                day=row.local_date,
-                started_utc=row.started_at,
-                ended_utc=row.ended_at,
-                utc_offset_minutes=row.utc_offset_minutes,
-                based_on=row.based_on,
-                repetitions=tuple(repetitions.get(row.procedure_id, ())),
-                observation_ids=tuple(sorted(observations.get(row.procedure_id, ()))),
             )
-            for row in rows
-        ]
-        sessions.sort(key=lambda s: (s.started_utc, s.procedure_id))
-        return sessions
+    sessions = [
+        StoredSession(
+            procedure_id=row["procedure_id"],
+            patient_id=row["patient_id"],
+            protocol=row["protocol"],
+            day=row["local_date"],
+            started_utc=row["started_at"].astimezone(UTC),
+            ended_utc=row["ended_at"].astimezone(UTC) if row["ended_at"] is not None else None,
+            utc_offset_minutes=row["utc_offset_minutes"],
+            based_on=row["based_on"],
+            repetitions=tuple(repetitions.get(row["procedure_id"], ())),
+            observation_ids=tuple(sorted(observations.get(row["procedure_id"], ()))),
+        )
+        for row in session_rows
+    ]
+    sessions.sort(key=lambda s: (s.started_utc, s.procedure_id))
+    return sessions
 
 
 # --- views the API answers with: one session, one patient's protocol as of a date -------------

@@ -2,9 +2,12 @@
 same transaction as the sessions that caused them (CLINICAL_RULES section 5).
 
 `apply_decisions` runs once per write batch, for the (patient, protocol) pairs whose sessions
-or repetitions changed. For each pair whose protocol has the stop rule on it recomputes the
-state from the stored facts (the fold of `domain.stop_rule` over every session of the pair, in
-start order), so arrival order never matters and a late, older session recomputes the rest.
+or repetitions changed. For each pair whose protocol has the stop rule on it computes the state
+from the stored facts: the fold of `domain.stop_rule` over every session of the pair, in start
+order, so arrival order never matters and a late, older session recomputes the rest. The state
+after the pair's latest session is kept in `stop_rule_fold`; when a write only adds sessions
+later than all stored ones (the usual case) the fold continues from there instead of
+re-reading the whole history, and only the holds the new sessions open or close are rebuilt.
 Then it makes the stored side effects match that state and writes only what differs: posting
 the same session again writes no new version of any of them.
 
@@ -39,7 +42,7 @@ import sqlalchemy as sa
 from domain.codes import CANONICAL_BASE, PAIN_RESPONSE_SYSTEM
 from domain.pain_response import PainResponse
 from domain.protocols import CATALOG
-from domain.stop_rule import Hold, HoldOutcome, ProtocolState, evaluate_protocol
+from domain.stop_rule import FoldState, Hold, HoldOutcome, resume_fold
 from store import tables
 from store.batching import chunks
 from store.clinical_repository import (
@@ -48,7 +51,9 @@ from store.clinical_repository import (
     Pair,
     StoredSession,
     assess_all,
+    sessions_from_rows,
 )
+from store.fact_writer import FactChanges
 from store.indexing import split_reference
 from store.protocol_catalog import (
     STOP_RULE_SYSTEM,
@@ -57,12 +62,16 @@ from store.protocol_catalog import (
     protocol_definitions,
 )
 from store.resource_store import Method, ResourceStore, Write
+from store.stop_rule_folds import StoredFold, forget_folds, load_folds, save_folds
 
 HOLD_IDENTIFIER_SYSTEM: Final = f"{CANONICAL_BASE}/NamingSystem/stop-rule-hold"
 DECISION_TYPES: Final = ("DetectedIssue", "Task", "Flag")
 FLAG_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/flag-category"
 VOID: Final = "entered-in-error"
 _MAX_ID: Final = 64
+# Part of every stored fold's key: bump it when a change here alters what a hold's resources
+# say, so the next session of each pair refolds its history and rewrites them all.
+_FOLD_FORMAT: Final = "1"
 
 _RESOURCE = tables.Resource.__table__  # type: ignore[attr-defined]
 _TOKEN = tables.SearchToken.__table__  # type: ignore[attr-defined]
@@ -91,8 +100,10 @@ def hold_identifier(patient_id: str, protocol: str, procedure_id: str) -> str:
     return f"{patient_id}/{protocol}/{procedure_id}"
 
 
-def apply_decisions(store: ResourceStore, pairs: Set[Pair]) -> None:
-    """Make the stored stop-rule side effects of `pairs` match their facts (see module doc)."""
+def apply_decisions(store: ResourceStore, changes: FactChanges) -> None:
+    """Make the stored stop-rule side effects of the changed pairs match their facts (see
+    module doc)."""
+    pairs = changes.touched
     if not pairs:
         return
     _lock_pairs(store, pairs)
@@ -100,18 +111,32 @@ def apply_decisions(store: ResourceStore, pairs: Set[Pair]) -> None:
     ruled = sorted(
         p for p in pairs if p[1] in definitions and definitions[p[1]].parameters.stop_rule
     )
-    histories = ClinicalRepository(store).histories(ruled)
+    stored = load_folds(store, pairs)
+    forget_folds(store, set(stored) - set(ruled))
+    repository = ClinicalRepository(store)
+    resumable = {
+        pair: stored[pair]
+        for pair in ruled
+        if pair in stored and stored[pair].key == _fold_key(definitions[pair[1]])
+    }
+    plans = _resumed_plans(repository, resumable, changes, definitions)
+    refold = [pair for pair in ruled if pair not in plans]
+    histories = repository.histories(refold)
+    for pair in refold:
+        plans[pair] = _plan_history(pair, histories[pair], definitions[pair[1]])
     desired: dict[Key, dict[str, Any]] = {}
     open_requests: set[str] = set()  # ServiceRequest ids an open hold should keep on hold
     hold_requests: set[str] = set()  # ServiceRequest ids any hold of these pairs names
     for pair in ruled:
-        plan = _plan_pair(pair, histories[pair], definitions[pair[1]])
+        plan = plans[pair]
         desired.update(plan.resources)
         open_requests |= plan.open_requests
         hold_requests |= plan.hold_requests
-    existing = _load(store, _existing_hold_keys(store, pairs) | set(desired))
+    # A refolded pair may have lost holds (a session deleted or re-rated): what is stored for
+    # it is voided below. A resumed pair only gains or closes holds.
+    existing = _load(store, _existing_hold_keys(store, refold) | set(desired))
     writes = [
-        Write(Method.UPDATE, key[0], key[1], body)
+        Write(Method.UPDATE, key[0], key[1], body, trusted=True)
         for key, body in sorted(desired.items())
         if _differs(existing.get(key), body)
     ]
@@ -120,10 +145,22 @@ def apply_decisions(store: ResourceStore, pairs: Set[Pair]) -> None:
             continue
         hold_requests |= _request_ids([row.body.get("focus", {})])
         if row.body.get("status") != VOID:
-            writes.append(Write(Method.UPDATE, key[0], key[1], {**row.body, "status": VOID}))
+            writes.append(
+                Write(Method.UPDATE, key[0], key[1], {**row.body, "status": VOID}, trusted=True)
+            )
     writes.extend(_request_writes(store, open_requests, hold_requests))
+    folds = {pair: fold for pair in ruled if (fold := plans[pair].fold) is not None}
+    forget_folds(store, set(stored) & (set(ruled) - set(folds)))  # no session left
+    save_folds(store, folds)
     if writes:
         store.write(writes)
+
+
+def _fold_key(definition: ProtocolDefinition) -> str:
+    """What a stored fold was computed with: the parameters, the definition's wording (it is in
+    every hold's text) and the format of the hold resources."""
+    text = f"{_FOLD_FORMAT}|{definition.parameters!r}|{definition.description}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _lock_pairs(store: ResourceStore, pairs: Set[Pair]) -> None:
@@ -159,41 +196,115 @@ class _PairPlan:
     resources: dict[Key, dict[str, Any]]
     open_requests: set[str]
     hold_requests: set[str]
+    fold: StoredFold | None  # the state to store; None for a pair without sessions
 
 
-def _plan_pair(
+def _plan_history(
     pair: Pair, sessions: list[StoredSession], definition: ProtocolDefinition
 ) -> _PairPlan:
+    """Fold the pair's whole history; every hold's resources are desired."""
     if not sessions:
-        return _PairPlan({}, set(), set())
-    params = definition.parameters
-    assessed = assess_all(sessions, params)
-    as_of = max(s.session.day for s in assessed)
-    state = evaluate_protocol((s.record for s in assessed), as_of, params)
+        return _PairPlan({}, set(), set(), None)
+    assessed = assess_all(sessions, definition.parameters)
+    state = resume_fold(FoldState(), (s.record for s in assessed), definition.parameters)
     by_id = {s.session.procedure_id: s for s in assessed}
+    based_on = tuple(by_id[h.opened_by].session.based_on for h in state.holds)
+    fold = StoredFold(_fold_key(definition), state, based_on)
+    return _plan(pair, fold, definition, by_id, first=0)
+
+
+def _resumed_plans(
+    repository: ClinicalRepository,
+    stored: Mapping[Pair, StoredFold],
+    changes: FactChanges,
+    definitions: Mapping[str, ProtocolDefinition],
+) -> dict[Pair, _PairPlan]:
+    """Continue the stored fold of pairs whose only change is sessions created in this write
+    and later than all their stored ones (the usual case: today's sessions arrive). Only the
+    holds those sessions open or close are rebuilt; the others cannot have changed. Pairs
+    that do not qualify are left out, to be refolded from their whole history."""
+    appended = changes.appended()
+    by_pair: dict[Pair, list[AssessedSession]] = {}
+    for pair, ids in appended.items():
+        if pair not in stored:
+            continue
+        new = sessions_from_rows(
+            (changes.new_sessions[i] for i in ids),
+            (row for i in ids for row in changes.new_repetitions.get(i, ())),
+        )
+        params = definitions[pair[1]].parameters
+        by_pair[pair] = [session.assess(params) for session in new]
+    resumed: dict[Pair, tuple[StoredFold, list[AssessedSession]]] = {}
+    for pair, sessions in by_pair.items():
+        before = stored[pair]
+        if not before.state.comes_after(sessions[0].record):
+            continue
+        params = definitions[pair[1]].parameters
+        state = resume_fold(before.state, (s.record for s in sessions), params)
+        by_id = {s.session.procedure_id: s for s in sessions}
+        based_on = before.based_on + tuple(
+            by_id[h.opened_by].session.based_on for h in state.holds[len(before.based_on) :]
+        )
+        resumed[pair] = (StoredFold(before.key, state, based_on), sessions)
+    # The one earlier hold a new session can change is the one that was open: fetch the
+    # sessions that opened such holds in one go.
+    reopened = [
+        stored[pair].state.holds[-1].opened_by
+        for pair, (fold, _) in resumed.items()
+        if _first_changed(stored[pair].state, fold.state) < len(stored[pair].state.holds)
+    ]
+    openers = {
+        s.procedure_id: s.assess(definitions[s.protocol].parameters)
+        for s in repository.sessions(reopened)
+    }
+    plans: dict[Pair, _PairPlan] = {}
+    for pair, (fold, sessions) in resumed.items():
+        by_id = {**openers, **{s.session.procedure_id: s for s in sessions}}
+        first = _first_changed(stored[pair].state, fold.state)
+        plans[pair] = _plan(pair, fold, definitions[pair[1]], by_id, first=first)
+    return plans
+
+
+def _first_changed(before: FoldState, after: FoldState) -> int:
+    """Position of the first hold that differs (or is new) between two states."""
+    for position, hold in enumerate(before.holds):
+        if position >= len(after.holds) or after.holds[position] != hold:
+            return position
+    return len(before.holds)
+
+
+def _plan(
+    pair: Pair,
+    fold: StoredFold,
+    definition: ProtocolDefinition,
+    openers: Mapping[str, AssessedSession],
+    first: int,
+) -> _PairPlan:
+    """The resources of holds from position `first` on, and the prescriptions every hold of
+    the pair names (and which the open hold keeps on hold)."""
+    holds = fold.state.holds
     resources: dict[Key, dict[str, Any]] = {}
-    open_requests: set[str] = set()
-    hold_requests: set[str] = set()
-    for position, hold in enumerate(state.holds):
-        opening = by_id[hold.opened_by]
-        context = _HoldContext(pair, hold, opening, state, position, definition)
+    for position in range(first, len(holds)):
+        opening = openers[holds[position].opened_by]
+        context = _HoldContext(pair, holds, opening, position, definition)
         for body in (context.detected_issue(), context.task(), context.flag()):
             resources[(body["resourceType"], body["id"])] = body
-        requests = _request_ids([{"reference": opening.session.based_on}])
-        hold_requests |= requests
-        if hold.is_open:
-            open_requests |= requests
-    return _PairPlan(resources, open_requests, hold_requests)
+    hold_requests = _request_ids([{"reference": b} for b in fold.based_on])
+    open_requests = _request_ids([{"reference": fold.based_on[-1]}]) if fold.state.open else set()
+    return _PairPlan(resources, open_requests, hold_requests, fold)
 
 
 @dataclass(frozen=True, slots=True)
 class _HoldContext:
     pair: Pair
-    hold: Hold
+    holds: tuple[Hold, ...]  # every hold of the pair, oldest first
     opening: AssessedSession
-    state: ProtocolState
-    position: int  # index of the hold in state.holds
+    position: int  # index of this hold in `holds`
     definition: ProtocolDefinition
+
+    @property
+    def hold(self) -> Hold:
+        return self.holds[self.position]
 
     @property
     def id(self) -> str:
@@ -202,7 +313,7 @@ class _HoldContext:
     @property
     def failed_so_far(self) -> int:
         """Failed retries up to and including the one that opened this hold."""
-        earlier = self.state.holds[: self.position]
+        earlier = self.holds[: self.position]
         return sum(1 for h in earlier if h.outcome is HoldOutcome.FAILED)
 
     @property
@@ -233,7 +344,7 @@ class _HoldContext:
         session = self.opening.session
         why = self.opening.assessment.explanation
         text = f"Session {session.procedure_id} on {session.day}: {why}."
-        previous = self.state.holds[self.position - 1] if self.position else None
+        previous = self.holds[self.position - 1] if self.position else None
         if previous is not None and previous.outcome is HoldOutcome.RESTARTED:
             text += (
                 f" It was a premature retry (before the window {previous.retry_from}.."
@@ -475,6 +586,12 @@ def _request_writes(
             wanted = "active"
         if wanted != status:
             writes.append(
-                Write(Method.UPDATE, "ServiceRequest", request_id, {**row.body, "status": wanted})
+                Write(
+                    Method.UPDATE,
+                    "ServiceRequest",
+                    request_id,
+                    {**row.body, "status": wanted},
+                    trusted=True,
+                )
             )
     return writes

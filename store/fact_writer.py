@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -42,24 +44,57 @@ def _live(resource: StoredResource) -> dict[str, Any] | None:
 Pair = tuple[str, str]  # (patient_id, protocol)
 
 
+@dataclass
+class FactChanges:
+    """What a write changed in the session facts, for the stop-rule decisions.
+
+    `touched`: every (patient, protocol) pair whose sessions or repetitions changed, before and
+    after the write (a session moved to another patient touches both). `new_sessions` and
+    `new_repetitions` are the rows of sessions whose Procedure this write stores for the first
+    time, by Procedure id: no fact from before can name them, so these rows are all they have.
+    `rewritten`: pairs with any other change (a stored session or repetition changed, moved or
+    went away).
+    """
+
+    touched: set[Pair] = field(default_factory=set)
+    rewritten: set[Pair] = field(default_factory=set)
+    new_sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_repetitions: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def appended(self) -> dict[Pair, list[str]]:
+        """Pairs whose only change is new sessions, with those sessions' Procedure ids: their
+        stored history is otherwise as it was, so the rule may go on from where it stood."""
+        by_pair: dict[Pair, list[str]] = defaultdict(list)
+        for procedure_id, row in self.new_sessions.items():
+            by_pair[(row["patient_id"], row["protocol"])].append(procedure_id)
+        return {pair: ids for pair, ids in by_pair.items() if pair not in self.rewritten}
+
+
 def write_facts(
-    store: ResourceStore, resources: Sequence[StoredResource], fresh: Set[str] = frozenset()
-) -> set[Pair]:
-    """Returns the (patient, protocol) pairs whose sessions or repetition facts changed,
-    before and after the write (a session moved to another patient touches both).
+    store: ResourceStore,
+    resources: Sequence[StoredResource],
+    fresh: Set[str] = frozenset(),
+    first_versions: Set[str] = frozenset(),
+) -> FactChanges:
+    """Keep the fact tables in step with `resources`; returns what changed.
 
     `fresh` names resources created in this write with server-minted ids: they cannot have
-    stored facts yet, so nothing is deleted for them.
+    stored facts yet, so nothing is deleted for them. `first_versions` names the Procedures
+    whose first version this write stores (fresh or a new client id).
     """
     procedures = [r for r in resources if r.type == "Procedure"]
     observations = [r for r in resources if r.type == "Observation"]
-    touched: set[Pair] = set()
-    sessions = _write_sessions(store, procedures, fresh, touched) if procedures else {}
+    changes = FactChanges()
+    sessions = (
+        _write_sessions(store, procedures, fresh, first_versions, changes) if procedures else {}
+    )
     if observations:
         _write_observation_facts(
-            store, observations, sessions, {p.id for p in procedures}, fresh, touched
+            store, observations, sessions, {p.id for p in procedures}, fresh, changes
         )
-    return touched
+    return changes
 
 
 def _delete_where(store: ResourceStore, table: sa.Table, column: str, ids: list[str]) -> None:
@@ -70,24 +105,27 @@ def _delete_where(store: ResourceStore, table: sa.Table, column: str, ids: list[
 
 
 def _delete_returning_pairs(
-    store: ResourceStore, table: sa.Table, column: str, ids: list[str], touched: set[Pair]
+    store: ResourceStore, table: sa.Table, column: str, ids: list[str], changes: FactChanges
 ) -> None:
     for chunk in chunks(ids):
-        touched.update(
+        pairs = {
             (row.patient_id, row.protocol)
             for row in store.connection.execute(
                 sa.delete(table)
                 .where(table.c.tenant == store.tenant, table.c[column].in_(chunk))
                 .returning(table.c.patient_id, table.c.protocol)
             )
-        )
+        }
+        changes.touched |= pairs
+        changes.rewritten |= pairs
 
 
 def _write_sessions(
     store: ResourceStore,
     procedures: Sequence[StoredResource],
     fresh: Set[str],
-    touched: set[Pair],
+    first_versions: Set[str],
+    changes: FactChanges,
 ) -> dict[str, SessionInfo]:
     rows: list[dict[str, Any]] = []
     for procedure in procedures:
@@ -96,8 +134,14 @@ def _write_sessions(
         if row is not None:
             rows.append({"tenant": store.tenant, **row})
     stored = [p.id for p in procedures if p.id not in fresh]
-    _delete_returning_pairs(store, _SESSION, "procedure_id", stored, touched)
-    touched.update((r["patient_id"], r["protocol"]) for r in rows)
+    _delete_returning_pairs(store, _SESSION, "procedure_id", stored, changes)
+    for r in rows:
+        pair = (r["patient_id"], r["protocol"])
+        changes.touched.add(pair)
+        if r["procedure_id"] in first_versions:
+            changes.new_sessions[r["procedure_id"]] = r
+        else:
+            changes.rewritten.add(pair)
     if rows:
         bulk_insert(store.connection, _SESSION, rows)
     # Only a Procedure stored before can have repetitions that arrived ahead of it.
@@ -146,10 +190,10 @@ def _write_observation_facts(
     batch_sessions: dict[str, SessionInfo],
     batch_procedures: set[str],
     fresh: Set[str],
-    touched: set[Pair],
+    changes: FactChanges,
 ) -> None:
     ids = [o.id for o in observations if o.id not in fresh]
-    _delete_returning_pairs(store, _FACT, "observation_id", ids, touched)
+    _delete_returning_pairs(store, _FACT, "observation_id", ids, changes)
     _delete_where(store, _PAIN, "observation_id", ids)
 
     parsed = []
@@ -199,7 +243,13 @@ def _write_observation_facts(
         fact_table_rows.extend(
             {"tenant": store.tenant, **row} for row in fact_rows(observation_id, session, info)
         )
-    touched.update((r["patient_id"], r["protocol"]) for r in fact_table_rows)
+    for r in fact_table_rows:
+        pair = (r["patient_id"], r["protocol"])
+        changes.touched.add(pair)
+        if r["procedure_id"] in changes.new_sessions:
+            changes.new_repetitions[r["procedure_id"]].append(r)
+        else:  # a repetition of a session stored before changes that session's classification
+            changes.rewritten.add(pair)
     if fact_table_rows:
         bulk_insert(store.connection, _FACT, fact_table_rows)
     if pain_rows:

@@ -229,6 +229,24 @@ class PainReport(SQLModel, table=True):
     pain: int
 
 
+class StopRuleFold(SQLModel, table=True):
+    """Where the stop-rule fold of one (patient, protocol) stands after its latest session.
+
+    A derived cache, kept in the sessions' transaction: a session later than every stored one
+    continues the fold from here instead of re-reading and re-folding the whole history. `key`
+    names what the state was computed with (parameters, definition, format); a different key
+    means fold the history again.
+    """
+
+    __tablename__ = "stop_rule_fold"
+
+    tenant: str = _tenant()
+    patient_id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    protocol: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    key: str = Field(max_length=64)
+    state: dict[str, Any] = Field(sa_column=sa.Column(JSONBody, nullable=False))
+
+
 class ConditionalKey(SQLModel, table=True):
     """Claims a conditional create's search criteria, so concurrent retries of the same
     If-None-Exist create race on a primary key instead of a read-then-write check."""

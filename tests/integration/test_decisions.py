@@ -15,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from sqlalchemy.engine import Engine
 
 from domain.protocols import CATALOG, StopRuleMode
+from domain.stop_rule import FoldState
 from store.bundles import process_transaction
 from store.database import create_engine
 from store.errors import InvalidResource, ResourceNotFound
@@ -29,8 +30,10 @@ from store.protocol_catalog import (
 )
 from store.resource_store import Method, Write
 from store.schema import upgrade
+from store.stop_rule_folds import StoredFold, load_folds, save_folds
 from store.unit_of_work import UnitOfWork
 from tests.e2e.sessions import (
+    FLEXION,
     PAIN_FREE,
     WEARS_OFF,
     WORSENING,
@@ -168,6 +171,52 @@ def test_a_late_older_session_recomputes_the_hold_as_if_posted_in_order(engine: 
         assert read(engine, "Flag", second["Flag"])["status"] == "active"
         assert read(engine, "ServiceRequest", f"{patient}-rx")["status"] == "on-hold"
     assert _normalised(engine, "p1", "abc") == _normalised(engine, "p2", "abc")
+
+
+def test_a_later_session_continues_the_stored_fold_and_an_older_one_refolds_the_history(
+    worsened: Engine,
+) -> None:
+    # Replace p1's stored fold state (a hold open since s0) with "no session yet": a session
+    # that continues the stored state then sees no hold, which is how this test can tell the
+    # two paths apart. Nothing but this test ever writes such a state.
+    with UnitOfWork(worsened, write=True) as uow:
+        stored = load_folds(uow.resources, [(P, FLEXION)])[(P, FLEXION)]
+        assert stored.state.hold is not None and stored.state.count == 1
+        save_folds(uow.resources, {(P, FLEXION): StoredFold(stored.key, FoldState(), ())})
+        uow.commit()
+
+    post(worsened, *session_entries(P, "retry", 8, WEARS_OFF))
+    assert read(worsened, "Task", HOLD["Task"])["status"] == "requested"  # continued: no hold
+
+    # A session earlier than the stored ones cannot continue the fold: the whole history is
+    # folded again, and the retry on day 8 is seen for what it is.
+    post(worsened, *session_entries(P, "earlier", -3, PAIN_FREE))
+    assert read(worsened, "Task", HOLD["Task"])["status"] == "completed"
+    with UnitOfWork(worsened) as uow:
+        state = load_folds(uow.resources, [(P, FLEXION)])[(P, FLEXION)].state
+    assert (state.count, state.open, state.retries) == (3, False, (procedure_id(P, "retry"),))
+
+
+def test_a_pair_whose_clinic_turns_the_stop_rule_off_forgets_its_fold(worsened: Engine) -> None:
+    own = with_parameters(CATALOG[FLEXION], stop_rule=False)
+    with UnitOfWork(worsened, write=True) as uow:
+        uow.resources.write([Write(Method.UPDATE, "PlanDefinition", own["id"], own)])
+        uow.commit()
+    post(worsened, *session_entries(P, "later", 3, WORSENING))
+    with UnitOfWork(worsened) as uow:
+        assert load_folds(uow.resources, [(P, FLEXION)]) == {}
+
+
+def test_every_decision_resource_is_valid_fhir(worsened: Engine) -> None:
+    # The decisions skip fhir.resources at write time (the server built them): check here.
+    post(worsened, *session_entries(P, "failed", 8, WORSENING))
+    post(worsened, *session_entries(P, "retry", 16, WEARS_OFF))
+    keys = decision_keys(P, "s0", "failed")
+    assert len(keys) == 7
+    for resource_type, resource_id in keys:
+        get_fhir_model_class(resource_type).model_validate(
+            read(worsened, resource_type, resource_id)
+        )
 
 
 def _normalised(engine: Engine, patient: str, names: str) -> list[str]:
