@@ -116,16 +116,22 @@ def pain_observation(patient: str, day: int, pain: int) -> dict[str, Any]:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (gone ones count as 0)."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of these processes so far (gone ones are left out)."""
+    found = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+        found[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return found
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings: processes started in between count whole, and one that
+    exited in between is missing its last part (the bench reports how many did)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -237,12 +243,16 @@ def measure(
     service: Service, kind: str, script: Path, args: argparse.Namespace, base_url: str
 ) -> None:
     assert service.server is not None
-    servers, backends = group_pids(service.server.pid), backend_pids(base_url, service.schema)
-    server_cpu, backend_cpu = cpu_seconds(servers), cpu_seconds(backends)
+    servers = group_pids(service.server.pid)
+    server_cpu = cpu_seconds(servers)
+    backend_cpu = cpu_seconds(backend_pids(base_url, service.schema))
     result = run_wrk(service.base, script, args.threads, args.connections, args.seconds)
     requests = result["requests"]
-    result["server_cpu_ms"] = 1000 * (cpu_seconds(servers) - server_cpu) / requests
-    result["pg_cpu_ms"] = 1000 * (cpu_seconds(backends) - backend_cpu) / requests
+    backends_after = cpu_seconds(backend_pids(base_url, service.schema))
+    result["server_cpu_ms"] = 1000 * cpu_spent(server_cpu, cpu_seconds(servers)) / requests
+    result["pg_cpu_ms"] = 1000 * cpu_spent(backend_cpu, backends_after) / requests
+    result["backends_gone"] = len(set(backend_cpu) - set(backends_after))
+    result["backends_new"] = len(set(backends_after) - set(backend_cpu))
     result["wrk_cpu_ms"] /= requests
     # What 2 cores would serve if this service, its PostgreSQL backends and wrk had them to
     # themselves: the machine is shared, and this depends much less on the load than the rate.
@@ -255,7 +265,9 @@ def measure(
         f"p99 {result['p99_ms']:.1f} ms ({requests} requests); CPU per request: "
         f"server {result['server_cpu_ms']:.2f} ms, PostgreSQL backends "
         f"{result['pg_cpu_ms']:.2f} ms, wrk {result['wrk_cpu_ms']:.2f} ms; "
-        f"2-core capacity {result['capacity']:,.0f}/s; load {os.getloadavg()[0]:.1f}",
+        f"2-core capacity {result['capacity']:,.0f}/s; PostgreSQL backends started "
+        f"{result['backends_new']}, ended {result['backends_gone']}; "
+        f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
