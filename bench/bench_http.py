@@ -42,7 +42,7 @@ import httpx
 import orjson
 import psycopg
 from bench_ingest import WEARING_OFF, session_entries  # the same session shape
-from serving import free_port, wait_until_ready
+from serving import backend_pids, cpu_seconds, cpu_spent, free_port, group_pids, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"content-type": "application/fhir+json"}
@@ -111,48 +111,6 @@ def pain_observation(patient: str, day: int, pain: int) -> dict[str, Any]:
         "effectiveDateTime": f"2026-03-{1 + day % 28:02d}T08:{day % 60:02d}:00+01:00",
         "valueInteger": pain,
     }
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User + system CPU of each of these processes so far (gone ones are left out)."""
-    found = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
-    return found
-
-
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU spent between two readings: processes started in between count whole, and one that
-    exited in between is missing its last part (the bench reports how many did)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
-def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry.name))
-    return pids
-
-
-def backend_pids(base_url: str, application_name: str) -> list[int]:
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
-        ).fetchall()
-    return [int(row[0]) for row in rows]
 
 
 def run_wrk(base: str, script: Path, threads: int, connections: int, seconds: float) -> Any:

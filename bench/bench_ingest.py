@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import psycopg
-from serving import free_port, wait_until_ready
+from serving import backend_pids, cpu_seconds, cpu_spent, free_port, group_pids, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = "https://reptrend.dev/fhir/CodeSystem/exercise"
@@ -160,7 +160,8 @@ def main() -> None:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     server = None
     try:
-        url = f"{base_url}?options={quote(f'-csearch_path={schema}')}"
+        # Its own application_name, to find (and time) the server's PostgreSQL backends.
+        url = f"{base_url}?options={quote(f'-csearch_path={schema}')}&application_name={schema}"
         env = {**os.environ, "REPTREND_DATABASE_URL": url, "REPTREND_LOG_LEVEL": "WARNING"}
         subprocess.run(
             [sys.executable, "-m", "cli.main", "migrate"],
@@ -199,21 +200,32 @@ def main() -> None:
         post(orjson.dumps(patients_bundle(patients_needed())))
         post(orjson.dumps(bundle(0)))  # warm-up; the measured bundles continue its histories
         rates, ceilings, medians = [], [], []
+        cpu_ms: list[tuple[float, float]] = []
         for run in range(args.runs):
             first = 1 + run * args.bundles
             payloads = [orjson.dumps(bundle(i)) for i in range(first, first + args.bundles)]
             entries = [e for p in payloads for e in orjson.loads(p)["entry"]]
+            servers = group_pids(server.pid)
+            server_cpu = cpu_seconds(servers)
+            backend_cpu = cpu_seconds(backend_pids(base_url, schema))
             started = time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
                 per_bundle = list(pool.map(post, payloads))
             rates.append(len(entries) / (time.perf_counter() - started))
+            # CPU per resource: steadier than the rate on a shared machine.
+            server_ms = 1000 * cpu_spent(server_cpu, cpu_seconds(servers)) / len(entries)
+            pg_ms = 1000 * cpu_spent(backend_cpu, cpu_seconds(backend_pids(base_url, schema)))
+            pg_ms /= len(entries)
+            cpu_ms.append((server_ms, pg_ms))
             medians.append(statistics.median(per_bundle))
             bodies = [orjson.dumps(e["resource"]) for e in entries]
             ceilings.append(copy_ceiling(base_url, schema, bodies))
             print(
                 f"run {run + 1}: {len(entries)} resources in {args.bundles} bundles, "
                 f"{rates[-1]:,.0f} resources/s (median bundle {medians[-1] * 1000:,.0f} ms); "
-                f"COPY ceiling {ceilings[-1]:,.0f}/s",
+                f"CPU per resource: server {server_ms:.3f} ms, PostgreSQL {pg_ms:.3f} ms "
+                f"(2 cores at that cost: {2000 / (server_ms + pg_ms):,.0f}/s); "
+                f"COPY ceiling {ceilings[-1]:,.0f}/s; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         rate, ceiling = statistics.median(rates), statistics.median(ceilings)
@@ -221,7 +233,9 @@ def main() -> None:
             f"median of {args.runs} runs, {args.clients} client threads, "
             f"{args.workers} server workers: ingest {rate:,.0f} resources/s, "
             f"median bundle {statistics.median(medians) * 1000:,.0f} ms; "
-            f"raw COPY ceiling {ceiling:,.0f}/s; ratio {rate / ceiling:.3f}"
+            f"raw COPY ceiling {ceiling:,.0f}/s; ratio {rate / ceiling:.3f}; CPU per resource: "
+            f"server {statistics.median(c[0] for c in cpu_ms):.3f} ms, "
+            f"PostgreSQL {statistics.median(c[1] for c in cpu_ms):.3f} ms"
         )
     finally:
         if server is not None:
