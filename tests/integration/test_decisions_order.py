@@ -1,8 +1,9 @@
-"""Property: the stored stop-rule side effects do not depend on the order sessions arrive in.
+"""Properties of the stored stop-rule side effects: they do not depend on the order sessions
+arrive in, nor on whether ingest continued a stored fold state or refolded the history.
 
 SQLite only and a few examples: each example posts the same sessions for two fresh patients,
-one session per transaction, one in a shuffled order and one in time order, and compares every
-decision resource (DetectedIssue, Task, Flag, ServiceRequest) with the patient id masked.
+one session per transaction, and compares every decision resource (DetectedIssue, Task, Flag,
+ServiceRequest) with the patient id masked.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 from store.bundles import process_transaction
 from store.database import create_engine
 from store.schema import upgrade
+from store.stop_rule_folds import forget_folds
 from store.unit_of_work import UnitOfWork
 from tests.e2e.sessions import (
+    FLEXION,
     PAIN_FREE,
     WEARS_OFF,
     WORSENING,
@@ -85,6 +88,77 @@ def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path)
             post(*session_entries(in_order, f"s{offset}", offset, PAINS[kind]))
         names = [f"s{offset}" for offset, _ in sessions]
         assert decisions(shuffled, names) == decisions(in_order, names)
+
+    try:
+        check()
+    finally:
+        engine.dispose()
+
+
+_ACTIONS = st.lists(
+    st.tuples(
+        st.integers(0, 30),
+        st.sampled_from(sorted(PAINS)),
+        st.sampled_from(["completed", "completed", "entered-in-error"]),
+    ),
+    min_size=2,
+    max_size=8,
+)
+
+
+def test_continuing_the_stored_fold_stores_what_refolding_every_time_stores(
+    tmp_path: Path,
+) -> None:
+    """Differential: one patient's writes continue the stored fold state whenever they can;
+    a twin's identical writes always refold the whole history (its state is forgotten before
+    each write). New sessions, late older ones, re-rated ones and voided ones, in any mix,
+    must leave the same decision resources."""
+    url = f"sqlite:///{tmp_path / 'folds.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    patients = (f"p{n}" for n in itertools.count())
+
+    def post(*entries: dict[str, Any], forget: str | None = None) -> None:
+        with UnitOfWork(engine, write=True) as uow:
+            if forget is not None:
+                forget_folds(uow.resources, [(forget, FLEXION)])
+            process_transaction(uow.resources, transaction(*entries))
+            uow.commit()
+
+    def decisions(patient: str, names: list[str]) -> list[str]:
+        keys = [("ServiceRequest", f"{patient}-rx")] + [
+            (t, f"hold-{procedure_id(patient, n)}")
+            for n in names
+            for t in ("DetectedIssue", "Task", "Flag")
+        ]
+        with UnitOfWork(engine) as uow:
+            stored = [
+                uow.resources.read(*k).body for k in keys if uow.resources.live_ids(k[0], [k[1]])
+            ]
+        return [
+            json.dumps({k: v for k, v in b.items() if k != "meta"}, sort_keys=True).replace(
+                patient, "P"
+            )
+            for b in stored
+            if b is not None
+        ]
+
+    @settings(
+        max_examples=8,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(actions=_ACTIONS)
+    def check(actions: list[tuple[int, str, str]]) -> None:
+        continued, refolded = next(patients), next(patients)
+        post(*patient_entries(continued), *patient_entries(refolded))
+        for offset, kind, status in actions:
+            for patient, forget in ((continued, None), (refolded, refolded)):
+                entries = session_entries(patient, f"s{offset}", offset, PAINS[kind], status=status)
+                post(*entries, forget=forget)
+        names = sorted({f"s{offset}" for offset, _, _ in actions})
+        assert decisions(continued, names) == decisions(refolded, names)
 
     try:
         check()
