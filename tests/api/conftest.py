@@ -11,7 +11,8 @@ from api.settings import Settings
 
 @pytest.fixture
 def settings(migrated_url: str) -> Settings:
-    return Settings(database_url=migrated_url, max_body_bytes=1_000_000)
+    # No gc.freeze: every test builds an app, and frozen garbage is never collected.
+    return Settings(database_url=migrated_url, max_body_bytes=1_000_000, gc_freeze=False)
 
 
 @pytest.fixture
