@@ -15,6 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
 
 from store.bundles import process_transaction
 from store.database import create_engine
@@ -41,34 +42,38 @@ _sessions = st.lists(
 )
 
 
+def _post(engine: Engine, *entries: dict[str, Any], forget: str | None = None) -> None:
+    """One transaction; `forget` drops that patient's stored fold state first."""
+    with UnitOfWork(engine, write=True) as uow:
+        if forget is not None:
+            forget_folds(uow.resources, [(forget, FLEXION)])
+        process_transaction(uow.resources, transaction(*entries))
+        uow.commit()
+
+
+def _decisions(engine: Engine, patient: str, names: list[str]) -> list[str]:
+    """Every live decision resource of these sessions, without meta, the patient masked."""
+    keys = [("ServiceRequest", f"{patient}-rx")] + [
+        (t, f"hold-{procedure_id(patient, n)}")
+        for n in names
+        for t in ("DetectedIssue", "Task", "Flag")
+    ]
+    with UnitOfWork(engine) as uow:
+        stored = [uow.resources.read(*k).body for k in keys if uow.resources.live_ids(k[0], [k[1]])]
+    return [
+        json.dumps({k: v for k, v in b.items() if k != "meta"}, sort_keys=True).replace(
+            patient, "P"
+        )
+        for b in stored
+        if b is not None
+    ]
+
+
 def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'order.db'}"
     upgrade(url)
     engine = create_engine(url)
     patients = (f"p{n}" for n in itertools.count())
-
-    def post(*entries: dict[str, Any]) -> None:
-        with UnitOfWork(engine, write=True) as uow:
-            process_transaction(uow.resources, transaction(*entries))
-            uow.commit()
-
-    def decisions(patient: str, names: list[str]) -> list[str]:
-        keys = [("ServiceRequest", f"{patient}-rx")] + [
-            (t, f"hold-{procedure_id(patient, n)}")
-            for n in names
-            for t in ("DetectedIssue", "Task", "Flag")
-        ]
-        with UnitOfWork(engine) as uow:
-            stored = [
-                uow.resources.read(*k).body for k in keys if uow.resources.live_ids(k[0], [k[1]])
-            ]
-        return [
-            json.dumps({k: v for k, v in b.items() if k != "meta"}, sort_keys=True).replace(
-                patient, "P"
-            )
-            for b in stored
-            if b is not None
-        ]
 
     @settings(
         max_examples=6,
@@ -79,15 +84,15 @@ def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path)
     @given(sessions=_sessions, order=st.randoms(use_true_random=False))
     def check(sessions: list[tuple[int, str]], order: Any) -> None:
         shuffled, in_order = next(patients), next(patients)
-        post(*patient_entries(shuffled), *patient_entries(in_order))
+        _post(engine, *patient_entries(shuffled), *patient_entries(in_order))
         arrival = list(sessions)
         order.shuffle(arrival)
         for offset, kind in arrival:
-            post(*session_entries(shuffled, f"s{offset}", offset, PAINS[kind]))
+            _post(engine, *session_entries(shuffled, f"s{offset}", offset, PAINS[kind]))
         for offset, kind in sorted(sessions):
-            post(*session_entries(in_order, f"s{offset}", offset, PAINS[kind]))
+            _post(engine, *session_entries(in_order, f"s{offset}", offset, PAINS[kind]))
         names = [f"s{offset}" for offset, _ in sessions]
-        assert decisions(shuffled, names) == decisions(in_order, names)
+        assert _decisions(engine, shuffled, names) == _decisions(engine, in_order, names)
 
     try:
         check()
@@ -118,31 +123,6 @@ def test_continuing_the_stored_fold_stores_what_refolding_every_time_stores(
     engine = create_engine(url)
     patients = (f"p{n}" for n in itertools.count())
 
-    def post(*entries: dict[str, Any], forget: str | None = None) -> None:
-        with UnitOfWork(engine, write=True) as uow:
-            if forget is not None:
-                forget_folds(uow.resources, [(forget, FLEXION)])
-            process_transaction(uow.resources, transaction(*entries))
-            uow.commit()
-
-    def decisions(patient: str, names: list[str]) -> list[str]:
-        keys = [("ServiceRequest", f"{patient}-rx")] + [
-            (t, f"hold-{procedure_id(patient, n)}")
-            for n in names
-            for t in ("DetectedIssue", "Task", "Flag")
-        ]
-        with UnitOfWork(engine) as uow:
-            stored = [
-                uow.resources.read(*k).body for k in keys if uow.resources.live_ids(k[0], [k[1]])
-            ]
-        return [
-            json.dumps({k: v for k, v in b.items() if k != "meta"}, sort_keys=True).replace(
-                patient, "P"
-            )
-            for b in stored
-            if b is not None
-        ]
-
     @settings(
         max_examples=8,
         deadline=None,
@@ -152,13 +132,13 @@ def test_continuing_the_stored_fold_stores_what_refolding_every_time_stores(
     @given(actions=_ACTIONS)
     def check(actions: list[tuple[int, str, str]]) -> None:
         continued, refolded = next(patients), next(patients)
-        post(*patient_entries(continued), *patient_entries(refolded))
+        _post(engine, *patient_entries(continued), *patient_entries(refolded))
         for offset, kind, status in actions:
             for patient, forget in ((continued, None), (refolded, refolded)):
                 entries = session_entries(patient, f"s{offset}", offset, PAINS[kind], status=status)
-                post(*entries, forget=forget)
+                _post(engine, *entries, forget=forget)
         names = sorted({f"s{offset}" for offset, _, _ in actions})
-        assert decisions(continued, names) == decisions(refolded, names)
+        assert _decisions(engine, continued, names) == _decisions(engine, refolded, names)
 
     try:
         check()
