@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
@@ -42,6 +44,25 @@ _sessions = st.lists(
 )
 
 
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """SQLite only: a few examples of many single-session transactions each."""
+    url = f"sqlite:///{tmp_path / 'decisions.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _examples(count: int) -> settings:
+    return settings(
+        max_examples=count,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
 def _post(engine: Engine, *entries: dict[str, Any], forget: str | None = None) -> None:
     """One transaction; `forget` drops that patient's stored fold state first."""
     with UnitOfWork(engine, write=True) as uow:
@@ -69,18 +90,10 @@ def _decisions(engine: Engine, patient: str, names: list[str]) -> list[str]:
     ]
 
 
-def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'order.db'}"
-    upgrade(url)
-    engine = create_engine(url)
+def test_posting_sessions_in_any_order_stores_the_same_decisions(engine: Engine) -> None:
     patients = (f"p{n}" for n in itertools.count())
 
-    @settings(
-        max_examples=6,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @_examples(6)
     @given(sessions=_sessions, order=st.randoms(use_true_random=False))
     def check(sessions: list[tuple[int, str]], order: Any) -> None:
         shuffled, in_order = next(patients), next(patients)
@@ -94,10 +107,7 @@ def test_posting_sessions_in_any_order_stores_the_same_decisions(tmp_path: Path)
         names = [f"s{offset}" for offset, _ in sessions]
         assert _decisions(engine, shuffled, names) == _decisions(engine, in_order, names)
 
-    try:
-        check()
-    finally:
-        engine.dispose()
+    check()
 
 
 _ACTIONS = st.lists(
@@ -112,23 +122,15 @@ _ACTIONS = st.lists(
 
 
 def test_continuing_the_stored_fold_stores_what_refolding_every_time_stores(
-    tmp_path: Path,
+    engine: Engine,
 ) -> None:
     """Differential: one patient's writes continue the stored fold state whenever they can;
     a twin's identical writes always refold the whole history (its state is forgotten before
     each write). New sessions, late older ones, re-rated ones and voided ones, in any mix,
     must leave the same decision resources."""
-    url = f"sqlite:///{tmp_path / 'folds.db'}"
-    upgrade(url)
-    engine = create_engine(url)
     patients = (f"p{n}" for n in itertools.count())
 
-    @settings(
-        max_examples=8,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @_examples(8)
     @given(actions=_ACTIONS)
     def check(actions: list[tuple[int, str, str]]) -> None:
         continued, refolded = next(patients), next(patients)
@@ -140,7 +142,4 @@ def test_continuing_the_stored_fold_stores_what_refolding_every_time_stores(
         names = sorted({f"s{offset}" for offset, _, _ in actions})
         assert _decisions(engine, continued, names) == _decisions(engine, refolded, names)
 
-    try:
-        check()
-    finally:
-        engine.dispose()
+    check()
