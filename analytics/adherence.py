@@ -28,9 +28,9 @@ def dosage_flags(assessed: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(~pl.col("dosage_checked"))
         .then(None)
         .when((n < pl.col("min_reps")) & (pl.col("response") != PainResponse.WORSENING.value))
-        .then(pl.lit(SessionFlag.UNDER_DOSE.value))
+        .then(pl.lit(SessionFlag.UNDER_DOSE.value, DOSAGE_FLAG))
         .when(n > pl.col("max_reps"))
-        .then(pl.lit(SessionFlag.OVER_DOSE.value))
+        .then(pl.lit(SessionFlag.OVER_DOSE.value, DOSAGE_FLAG))
     )
     return assessed.with_columns(dosage=flag.cast(DOSAGE_FLAG))
 
@@ -67,9 +67,9 @@ def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(~pl.col("dosage_checked") | pl.col("on_hold"))
         .then(None)
         .when(count < pl.col("min_sessions_per_day"))
-        .then(pl.lit(DayFlag.UNDER_SESSIONS.value))
+        .then(pl.lit(DayFlag.UNDER_SESSIONS.value, DAY_FLAG))
         .when(count > pl.col("max_sessions_per_day"))
-        .then(pl.lit(DayFlag.OVER_SESSIONS.value))
+        .then(pl.lit(DayFlag.OVER_SESSIONS.value, DAY_FLAG))
     )
     return (
         days.join(covered, on=key, how="left")

@@ -366,6 +366,11 @@ def general_rows(
     return rows if numbered(repetitions) else rows.drop("session_key")
 
 
+def _response(response: PainResponse) -> pl.Expr:
+    # Enum literals: the chosen class is a small code, never a string cast per session.
+    return pl.lit(response.value, PAIN_RESPONSE)
+
+
 def classify(sessions: pl.LazyFrame) -> pl.LazyFrame:
     """Adds `response` to sessions carrying their figures and protocol parameters.
 
@@ -393,16 +398,16 @@ def classify(sessions: pl.LazyFrame) -> pl.LazyFrame:
     severe = pl.col("severe_pain").is_not_null() & (peak >= pl.col("severe_pain"))
     response = (
         pl.when(n < MIN_RATED_REPETITIONS)
-        .then(pl.lit(PainResponse.INSUFFICIENT.value))
+        .then(_response(PainResponse.INSUFFICIENT))
         .when(pl.col("peripheral") | severe | by_mode)
-        .then(pl.lit(PainResponse.WORSENING.value))
+        .then(_response(PainResponse.WORSENING))
         .when(peak == 0)
-        .then(pl.lit(PainResponse.PAIN_FREE.value))
+        .then(_response(PainResponse.PAIN_FREE))
         .when((first > 0) & (last <= peak - 1) & (last <= first))
-        .then(pl.lit(PainResponse.WEARS_OFF.value))
+        .then(_response(PainResponse.WEARS_OFF))
         .when(peak - pl.col("low") <= 1)
-        .then(pl.lit(PainResponse.NO_CHANGE.value))
-        .otherwise(pl.lit(PainResponse.FLUCTUATING.value))
+        .then(_response(PainResponse.NO_CHANGE))
+        .otherwise(_response(PainResponse.FLUCTUATING))
     )
     return sessions.with_columns(
         n=n.cast(pl.Int32),

@@ -29,11 +29,10 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 import polars as pl
-from sqlalchemy.engine import Engine, make_url
 
 from analytics.facts import (
     GROUP_MEMBER_SCHEMA,
@@ -50,16 +49,20 @@ from analytics.facts import (
 )
 from domain.codes import EXERCISE_SYSTEM
 from domain.protocols import CATALOG, InvalidParameter, ProtocolParameters
-from store.database import create_engine, normalize_url
 from store.errors import InvalidRequest, ReptrendError
 from store.indexing import split_reference
-from store.protocol_catalog import parameters_from_plan, protocol_definitions
 from store.session_facts import (
     exercise_session_row,
     general_pain_report,
     session_observation,
 )
-from store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+# The database side (SQLAlchemy, the store's tables and unit of work) is imported where it is
+# used: importing it costs about 3 s of CPU here, more than a report on a small directory of
+# fact files takes.
 
 # Statuses that say the resource did not happen as recorded (as the fact writer skips them).
 _VOID: Final = ("entered-in-error", "not-done", "cancelled", "revoked")
@@ -120,6 +123,8 @@ class SourceNotFound(InvalidRequest):
 def read_source(source: str, tenant: str) -> Facts:
     """A database URL (sqlite:///..., postgresql://...) or a directory of files."""
     if "://" in source:
+        from store.database import create_engine
+
         engine = create_engine(source, pool_size=1)
         try:
             return read_database(engine, tenant)
@@ -165,6 +170,9 @@ def _facts(
 def _stored_parameters(
     engine: Engine, tenant: str, codes: set[str]
 ) -> dict[str, ProtocolParameters]:
+    from store.protocol_catalog import protocol_definitions
+    from store.unit_of_work import UnitOfWork
+
     with UnitOfWork(engine, tenant) as uow:
         definitions = protocol_definitions(uow.resources, codes)
     return {code: d.parameters for code, d in definitions.items()}
@@ -176,46 +184,133 @@ def _libpq_url(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-# Repetitions dominate the read: fetched in this many hash partitions on their own
-# connections, beside the other queries (measured here: 5.5 s sequential, 4.0 s on two
-# connections for 1M sessions and 3M repetitions; more connections than cores did not help).
+# Repetitions dominate the read: fetched in this many parts on their own connections, beside
+# the other queries (measured here: 5.5 s sequential, 4.0 s on two connections for 1M
+# sessions and 3M repetitions; more connections than cores did not help). Each part is a
+# range of the table's pages (a TID range scan), so each reads only its own pages: splitting
+# by a hash of the procedure id made both parts scan the whole table (3M repetitions: 3.2-4.4 s
+# by hash, 2.7-3.2 s by pages). The last part is open-ended, so no page is ever left out.
 _PARTITIONS: Final = 2
+_PAGES: Final = "SELECT pg_relation_size('session_fact') / current_setting('block_size')::int8"
+_REPEATABLE_READ: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+
+
+def _page_ranges(pages: int) -> list[str]:
+    step = pages // _PARTITIONS + 1
+    bounds = [f"ctid >= '({k * step},0)'::tid" for k in range(_PARTITIONS)]
+    return [
+        f"{low} AND ctid < '({(k + 1) * step},0)'::tid" if k < _PARTITIONS - 1 else low
+        for k, low in enumerate(bounds)
+    ]
+
+
+# What ADBC costs grows with the number of columns far more than with their bytes (3M
+# repetitions, client CPU: 6 columns 3.5 s, one bigint 0.5 s, one mostly-null text 0.8 s;
+# PostgreSQL's COPY out likewise). So the big frames travel with their small integers packed,
+# exactly, into one bigint (a value v of 32 bits in the low half as v + 2**31), and the
+# repetition's symptoms flag folded into its fault text; `_unpack` restores the table's
+# columns. Repetitions: 4 columns instead of 6; pain reports: 2 instead of 3.
+_HALF: Final = 1 << 32
+_OFFSET: Final = 1 << 31
+_POSTGRES_QUERIES: Final[Mapping[str, str]] = {
+    **_QUERIES,
+    "repetitions": (
+        f"SELECT procedure_id, repetition_index::int8 * {_HALF} + (pain::int8 + {_OFFSET}) "
+        "AS index_pain, distance_cm, "
+        # '+' marks peripheral symptoms, ':' precedes the fault codes (null: no faults).
+        "CASE WHEN peripheral_symptoms THEN '+' ELSE '' END || coalesce(':' || form_faults, '') "
+        "AS symptoms_faults FROM session_fact WHERE tenant = {p} AND pain IS NOT NULL"
+    ),
+    "pain_reports": (
+        f"SELECT patient_id, (local_date - DATE '1970-01-01')::int8 * {_HALF} "
+        f"+ (pain::int8 + {_OFFSET}) AS day_pain FROM pain_report WHERE tenant = {{p}}"
+    ),
+}
+
+
+def _high(packed: str) -> pl.Expr:
+    return pl.col(packed) // _HALF
+
+
+def _low(packed: str) -> pl.Expr:
+    return pl.col(packed) % _HALF - _OFFSET
+
+
+def _unpack(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The table's own columns from a frame of `_POSTGRES_QUERIES`."""
+    if name == "repetitions":
+        text = pl.col("symptoms_faults")
+        rest = text.str.strip_prefix("+")
+        return frame.select(
+            "procedure_id",
+            repetition_index=_high("index_pain").cast(pl.Int32),
+            pain=_low("index_pain").cast(pl.Int32),
+            distance_cm="distance_cm",
+            form_faults=pl.when(rest.str.starts_with(":")).then(rest.str.slice(1)),
+            peripheral_symptoms=text.str.starts_with("+"),
+        )
+    if name == "pain_reports":
+        return frame.select(
+            "patient_id",
+            local_date=_high("day_pain").cast(pl.Int32).cast(pl.Date),
+            pain=_low("day_pain").cast(pl.Int32),
+        )
+    return frame
 
 
 def _read_postgres(engine: Engine, tenant: str) -> dict[str, pl.DataFrame]:
     from adbc_driver_postgresql import dbapi
 
     url = _libpq_url(engine)
+    # Every query reads one snapshot (exported by this first transaction, which stays open
+    # until they are done): the frames agree with each other while ingest writes, and a row
+    # updated meanwhile cannot move from one page range to the other and be read twice.
+    with dbapi.connect(url) as first, first.cursor() as cursor:
+        cursor.execute(_REPEATABLE_READ)
+        cursor.execute(f"SELECT pg_export_snapshot(), ({_PAGES})")
+        row = cursor.fetchone()
+        if row is None:
+            raise InvalidRequest("PostgreSQL exported no snapshot", "source")
+        snapshot, pages = str(row[0]), int(row[1])
 
-    def fetch(query: str) -> pl.DataFrame:
-        with dbapi.connect(url) as connection, connection.cursor() as cursor:
+        def run(cursor: Any, query: str) -> None:
+            cursor.execute(_REPEATABLE_READ)
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
-            return pl.from_arrow(cursor.fetch_arrow_table())  # type: ignore[return-value]
 
-    def fetch_bodies() -> list[tuple[str, Mapping[str, Any]]]:
-        with dbapi.connect(url) as connection, connection.cursor() as cursor:
-            cursor.execute(_GROUP_BODIES.format(p="$1", false="false"), parameters=(tenant,))
-            return [
-                (group_id, body if isinstance(body, dict) else orjson.loads(body))
-                for group_id, body in cursor.fetchall()
-            ]
+        def fetch(query: str) -> pl.DataFrame:
+            with dbapi.connect(url) as connection, connection.cursor() as cursor:
+                run(cursor, query)
+                return pl.from_arrow(cursor.fetch_arrow_table())  # type: ignore[return-value]
 
-    partitions = [
-        f"{_QUERIES['repetitions']} AND (hashtext(procedure_id) & {_PARTITIONS - 1}) = {k}"
-        for k in range(_PARTITIONS)
-    ]
-    others = {name: query for name, query in _QUERIES.items() if name != "repetitions"}
-    with ThreadPoolExecutor(max_workers=_PARTITIONS + 1) as pool:
-        repetition_parts = [pool.submit(fetch, query) for query in partitions]
-        pending = {name: pool.submit(fetch, query) for name, query in others.items()}
-        bodies = pool.submit(fetch_bodies)
-        frames = {name: future.result() for name, future in pending.items()}
-        frames["repetitions"] = pl.concat([part.result() for part in repetition_parts])
-        frames["group_members"] = _with_body_members(frames["group_members"], bodies.result())
-    return frames
+        def fetch_bodies() -> list[tuple[str, Mapping[str, Any]]]:
+            with dbapi.connect(url) as connection, connection.cursor() as cursor:
+                run(cursor, _GROUP_BODIES)
+                return [
+                    (group_id, body if isinstance(body, dict) else orjson.loads(body))
+                    for group_id, body in cursor.fetchall()
+                ]
+
+        partitions = [
+            f"{_POSTGRES_QUERIES['repetitions']} AND {pages_range}"
+            for pages_range in _page_ranges(pages)
+        ]
+        others = {name: q for name, q in _POSTGRES_QUERIES.items() if name != "repetitions"}
+        with ThreadPoolExecutor(max_workers=_PARTITIONS + 1) as pool:
+            repetition_parts = [pool.submit(fetch, query) for query in partitions]
+            pending = {name: pool.submit(fetch, query) for name, query in others.items()}
+            bodies = pool.submit(fetch_bodies)
+            frames = {name: future.result() for name, future in pending.items()}
+            frames["repetitions"] = pl.concat([part.result() for part in repetition_parts])
+            frames["group_members"] = _with_body_members(frames["group_members"], bodies.result())
+    return {name: _unpack(name, frame) for name, frame in frames.items()}
 
 
 def _sqlite_path(engine: Engine) -> str:
+    from sqlalchemy.engine import make_url
+
+    from store.database import normalize_url
+
     database = make_url(normalize_url(str(engine.url))).database
     if not database or database == ":memory:":
         raise InvalidRequest("analytics needs a SQLite database file", "source")
@@ -442,6 +537,8 @@ def read_fhir_export(directory: Path) -> Facts:
 def _plan_parameters(plans: Iterator[dict[str, Any]]) -> dict[str, ProtocolParameters]:
     """A clinic's protocol parameters from exported PlanDefinitions (id = exercise code), read
     as ingest reads them: only `active` ones the rules can use."""
+    from store.protocol_catalog import parameters_from_plan
+
     found: dict[str, ProtocolParameters] = {}
     for plan in plans:
         if plan.get("status") != "active" or not isinstance(plan.get("id"), str):

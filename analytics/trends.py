@@ -10,6 +10,7 @@ they are unpacked. Sessions of the general path (code null) bring their own repe
 from __future__ import annotations
 
 import math
+from itertools import chain, repeat
 from typing import Final
 
 import polars as pl
@@ -103,15 +104,21 @@ def slope_by_week(weekly: pl.LazyFrame) -> list[dict[str, float | int]]:
 
     The mean is `math.fsum` (correctly rounded) over each week's slopes, so it does not depend
     on the order sessions are read in (a parallel float sum would differ in the last bit).
+    Slopes repeat (1,277 distinct (week, slope) pairs among 1.7M sessions in the benchmark):
+    fsum reads each distinct value repeated by its count, not a Python float per session.
     """
     slopes = (
         weekly.filter(pl.col("slope").is_not_null())
+        .group_by("week", "slope")
+        .agg(count=pl.len())
         .group_by("week")
-        .agg("slope")
+        .agg("slope", "count")
         .sort("week")
         .collect()
     )
-    return [
-        {"week": week, "sessions": len(values), "mean_slope": math.fsum(values) / len(values)}
-        for week, values in slopes.iter_rows()
-    ]
+    result: list[dict[str, float | int]] = []
+    for week, values, counts in slopes.iter_rows():
+        sessions = sum(counts)
+        total = math.fsum(chain.from_iterable(map(repeat, values, counts)))
+        result.append({"week": week, "sessions": sessions, "mean_slope": total / sessions})
+    return result

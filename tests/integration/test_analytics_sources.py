@@ -180,3 +180,52 @@ def test_a_stored_group_without_member_index_rows_gives_the_members_in_its_body(
         )
     members = read_database(loaded, "default").group_members.collect()
     assert sorted(members.rows()) == [("g1", "p-unknown"), ("g1", "p1")]
+
+
+def test_fact_values_come_back_exactly_whatever_their_range(engine: Engine) -> None:
+    # Values the write path never produces but the tables can hold (the frames keep pain as
+    # an Int8): PostgreSQL packs the integers and the symptoms flag on the way out and must
+    # unpack every one exactly.
+    facts = [
+        ("o1", 1, 0, None, None, True),
+        ("o2", 2, 10, 12.5, "head-raised", False),
+        ("o3", 3, 7, None, "", False),
+        ("o4", 2_147_483_647, -128, -1.0, "+odd:code neck-strain", True),
+        ("o5", -2_147_483_648, 127, None, ":", True),
+    ]
+    reports = [("d1", date(1, 1, 1), -128), ("d2", date(9999, 12, 31), 127)]
+    with engine.begin() as connection:
+        for observation, index, pain, distance, faults, peripheral in facts:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO session_fact (tenant, observation_id, repetition_index, "
+                    "procedure_id, patient_id, protocol, local_date, started_at, pain, "
+                    "distance_cm, form_faults, peripheral_symptoms) VALUES ('edge', :o, :i, "
+                    "'s1', 'p1', 'flexion-in-lying', :d, :t, :p, :cm, :f, :s)"
+                ),
+                {
+                    "o": observation,
+                    "i": index,
+                    "d": date(2026, 3, 10),
+                    "t": datetime(2026, 3, 10, 8, tzinfo=UTC),
+                    "p": pain,
+                    "cm": distance,
+                    "f": faults,
+                    "s": peripheral,
+                },
+            )
+        for observation, day, pain in reports:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO pain_report (tenant, observation_id, patient_id, local_date, "
+                    "effective_at, pain) VALUES ('edge', :o, 'p1', :d, :t, :p)"
+                ),
+                {"o": observation, "d": day, "t": datetime(2026, 3, 10, tzinfo=UTC), "p": pain},
+            )
+    read = read_database(engine, "edge")
+    repetitions = read.repetitions.collect()
+    assert repetitions.schema == REPETITION_SCHEMA
+    assert sorted(repetitions.rows(), key=lambda row: row[1]) == sorted(
+        [("s1", i, p, cm, f, s) for _, i, p, cm, f, s in facts], key=lambda row: row[1]
+    )
+    assert sorted(read.pain_reports.collect().rows()) == [("p1", d, p) for _, d, p in reports]

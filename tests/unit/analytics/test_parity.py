@@ -247,6 +247,18 @@ def _stop_rule(cohort: Cohort) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame
 @given(cohorts())
 def test_every_status_hold_window_and_count_matches_evaluate_protocol(cohort: Cohort) -> None:
     assessed, roles, states, holds = _stop_rule(cohort)
+    # The report's path: patients and protocols as Enum codes (one packed sort key).
+    checked = assessed.filter(pl.col("local_date") <= cohort.as_of).filter("stop_rule")
+    codes = checked.with_columns(
+        pl.col("patient_id").cast(pl.Enum(sorted({s.patient_id for s in cohort.sessions}))),
+        pl.col("protocol").cast(pl.Enum(list(cohort.params))),
+    )
+    encoded = stop_rule.session_roles(codes.lazy()).collect()
+    assert (
+        encoded.with_columns(pl.col("patient_id", "protocol").cast(pl.String))
+        .sort("procedure_id")
+        .equals(roles.sort("procedure_id"))
+    )
     by_pair = _records(cohort, assessed)
     state_rows = {(r["patient_id"], r["protocol"]): r for r in states.iter_rows(named=True)}
     for pair, records in by_pair.items():

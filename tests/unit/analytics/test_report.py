@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
+import polars as pl
 import pytest
 
 from analytics.cohorts import Cohort
-from analytics.report import PATIENT_TABLE_COLUMNS, cohort_report
+from analytics.report import (
+    PATIENT_TABLE_COLUMNS,
+    STATUS_COLUMNS,
+    cohort_report,
+    stop_rule_statuses,
+)
 from domain.protocols import DEFAULT_PARAMETERS
 from store.errors import InvalidRequest
 from tests.unit.analytics.builders import (
@@ -19,6 +25,7 @@ from tests.unit.analytics.builders import (
     Session,
     Tenant,
     at,
+    numbered_frames,
     reps,
 )
 
@@ -136,3 +143,42 @@ def test_a_tenant_without_data_gives_an_empty_report() -> None:
     assert summary["cohort"]["patients"] == 0
     assert sum(summary["patients_by_status"].values()) == 0
     assert summary["pain_per_repetition"] == [] and summary["retry_success"]["rate"] is None
+
+
+@pytest.mark.parametrize(
+    "cohort", [Cohort(), Cohort(organization="c1"), Cohort(group="g"), Cohort(protocol=ROCKING)]
+)
+def test_the_stop_rule_statuses_alone_are_the_report_tables_rows(cohort: Cohort) -> None:
+    facts = _tenant().facts()
+    table = cohort_report(facts, cohort, AS_OF).patients
+    checked = [FLEXION]  # the tenant's only protocol with the stop rule on and sessions
+    expected = table.filter(
+        pl.col("protocol").is_in(checked) & (pl.col("status") != "no-sessions")
+    ).select(STATUS_COLUMNS)
+    found = stop_rule_statuses(facts, cohort, AS_OF)
+    assert found.equals(expected)
+    assert found.height == (0 if cohort.protocol == ROCKING else expected.height)
+
+
+def test_numbered_sessions_at_the_same_instant_keep_the_order_of_their_procedure_ids() -> None:
+    # Star-layout sessions carry no procedure id until two start at the same instant: then
+    # "a" (tolerated) comes before "b" (worsening), as the domain orders them, although "b"
+    # is the earlier row. The other order would make "a" a premature retry.
+    start = at(0, 8)
+    tenant = Tenant(
+        sessions=[
+            Session("b", "ann", FLEXION, start, reps(*W), ended_at=start),
+            Session("a", "ann", FLEXION, start, reps(*OK), ended_at=start),
+            Session("c", "ann", FLEXION, at(2, 8), reps(*OK), ended_at=at(2, 8)),
+        ],
+        patients=[("ann", "c1")],
+    )
+    plain = tenant.facts()
+    sessions, repetitions = numbered_frames(tenant.sessions)
+    star = replace(plain, sessions=sessions.lazy(), repetitions=repetitions.lazy())
+    expected = cohort_report(plain, Cohort(), AS_OF)
+    found = cohort_report(star, Cohort(), AS_OF)
+    assert found.summary == expected.summary
+    assert found.patients.equals(expected.patients)
+    row = found.patients.row(0, named=True)
+    assert (row["holds"], row["premature_retries"]) == (1, 1)

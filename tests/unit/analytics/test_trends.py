@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 
 import polars as pl
@@ -69,3 +71,27 @@ def test_mean_slope_by_week_is_over_sessions_with_at_least_two_repetitions() -> 
         Session("single", "r", FLEXION, at(0), reps(5)),
     )
     assert trends.slope_by_week(weekly.lazy()) == [{"week": 0, "sessions": 2, "mean_slope": 0.0}]
+
+
+def test_the_mean_slope_is_the_correctly_rounded_sum_over_the_count_whatever_the_order() -> None:
+    rng = random.Random(7)
+    # Slopes as the rules make them (small integer ratios), many repeated, and some large
+    # and small enough that a naive float sum loses digits.
+    slopes = [rng.randint(-40, 40) / rng.choice([2, 10, 17.5, 70]) for _ in range(5_000)]
+    slopes += [1e16, 1.0, -1e16, 3.0] * 3
+    rng.shuffle(slopes)
+    weekly = pl.DataFrame(
+        {"week": [k % 3 for k in range(len(slopes))], "slope": slopes},
+        schema={"week": pl.Int32, "slope": pl.Float64},
+    )
+    found = trends.slope_by_week(weekly.lazy())
+    expected = [
+        {
+            "week": week,
+            "sessions": len(values),
+            "mean_slope": math.fsum(values) / len(values),
+        }
+        for week in range(3)
+        for values in [slopes[week::3]]
+    ]
+    assert found == expected
