@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,28 +72,18 @@ class FactChanges:
         return {pair: ids for pair, ids in by_pair.items() if pair not in self.rewritten}
 
 
-def write_facts(
-    store: ResourceStore,
-    resources: Sequence[StoredResource],
-    fresh: Set[str] = frozenset(),
-    first_versions: Set[str] = frozenset(),
-) -> FactChanges:
+def write_facts(store: ResourceStore, resources: Sequence[StoredResource]) -> FactChanges:
     """Keep the fact tables in step with `resources`; returns what changed.
 
-    `fresh` names resources created in this write with server-minted ids: they cannot have
-    stored facts yet, so nothing is deleted for them. `first_versions` names the Procedures
-    whose first version this write stores (fresh or a new client id).
+    A resource at version 1 was never stored before (a create, or an update that creates), so
+    no fact can name it yet: nothing is deleted for it, and a session it starts is new.
     """
     procedures = [r for r in resources if r.type == "Procedure"]
     observations = [r for r in resources if r.type == "Observation"]
     changes = FactChanges()
-    sessions = (
-        _write_sessions(store, procedures, fresh, first_versions, changes) if procedures else {}
-    )
+    sessions = _write_sessions(store, procedures, changes) if procedures else {}
     if observations:
-        _write_observation_facts(
-            store, observations, sessions, {p.id for p in procedures}, fresh, changes
-        )
+        _write_observation_facts(store, observations, sessions, {p.id for p in procedures}, changes)
     return changes
 
 
@@ -123,8 +113,6 @@ def _delete_returning_pairs(
 def _write_sessions(
     store: ResourceStore,
     procedures: Sequence[StoredResource],
-    fresh: Set[str],
-    first_versions: Set[str],
     changes: FactChanges,
 ) -> dict[str, SessionInfo]:
     rows: list[dict[str, Any]] = []
@@ -133,7 +121,8 @@ def _write_sessions(
         row = exercise_session_row(procedure.id, body) if body is not None else None
         if row is not None:
             rows.append({"tenant": store.tenant, **row})
-    stored = [p.id for p in procedures if p.id not in fresh]
+    first_versions = {p.id for p in procedures if p.version_id == 1}
+    stored = [p.id for p in procedures if p.id not in first_versions]
     _delete_returning_pairs(store, _SESSION, "procedure_id", stored, changes)
     for r in rows:
         pair = (r["patient_id"], r["protocol"])
@@ -145,7 +134,7 @@ def _write_sessions(
     if rows:
         bulk_insert(store.connection, _SESSION, rows)
     # Only a Procedure stored before can have repetitions that arrived ahead of it.
-    updated = [r for r in rows if r["procedure_id"] not in fresh]
+    updated = [r for r in rows if r["procedure_id"] not in first_versions]
     if updated:
         # Repetitions already stored copy their session's protocol, date and patient.
         store.connection.execute(
@@ -189,10 +178,9 @@ def _write_observation_facts(
     observations: Sequence[StoredResource],
     batch_sessions: dict[str, SessionInfo],
     batch_procedures: set[str],
-    fresh: Set[str],
     changes: FactChanges,
 ) -> None:
-    ids = [o.id for o in observations if o.id not in fresh]
+    ids = [o.id for o in observations if o.version_id != 1]
     _delete_returning_pairs(store, _FACT, "observation_id", ids, changes)
     _delete_where(store, _PAIN, "observation_id", ids)
 

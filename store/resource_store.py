@@ -363,8 +363,9 @@ class ResourceStore:
         changed = [(w, o) for w, o in zip(writes, outcomes, strict=True) if o.changed]
         if not changed:
             return
-        # Creates carry ids the server just minted: no current row, index row or fact can
-        # exist for them, so they skip the upsert and the deletes and go in by COPY.
+        # A first version (a create, or an update that creates) has no current row, index row
+        # or fact to replace: it skips the upsert and the deletes and goes in by COPY. Two
+        # writers creating the same id collide on the version key first (VersionConflict).
         new_rows: list[dict[str, Any]] = []
         current_rows: list[dict[str, Any]] = []
         version_rows = []
@@ -380,7 +381,7 @@ class ResourceStore:
                 "deleted": r.deleted,
                 "body": r.body,
             }
-            (new_rows if write.method is Method.CREATE else current_rows).append(row)
+            (new_rows if r.version_id == 1 else current_rows).append(row)
             version_rows.append({**row, "method": write.method.value})
             if r.body is not None:
                 index.extend(index_resource(self.tenant, r.type, r.id, r.body))
@@ -395,13 +396,7 @@ class ResourceStore:
         self._upsert_current(current_rows)
         stale = sorted(k for k in replaced if k in {(w.type, w.id) for w, _ in changed})
         self._replace_index(stale, index)
-        fresh = {w.id for w, _ in changed if w.method is Method.CREATE}
-        first_versions = {
-            o.resource.id
-            for w, o in changed
-            if w.type == "Procedure" and o.resource.version_id == 1
-        }
-        facts = write_facts(self, [o.resource for _, o in changed], fresh, first_versions)
+        facts = write_facts(self, [o.resource for _, o in changed])
         # Imported here: the decisions write through this store, so they import this module.
         from store.decisions import apply_decisions
 
