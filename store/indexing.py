@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -94,58 +94,133 @@ def index_resource(
     tenant: str, resource_type: str, resource_id: str, body: Mapping[str, Any]
 ) -> IndexRows:
     rows = IndexRows()
-    spec = spec_for(resource_type)
-    if spec is None:
-        return rows
-    base = {"tenant": tenant, "type": resource_type, "resource_id": resource_id}
-    for param in spec.params.values():
-        for path in param.paths:
-            for value in values_at(body, path):
-                _index_value(rows, base, param, path, value)
+    for name, path, add in _indexers(resource_type):
+        values = values_at(body, path)
+        if values:
+            add(rows, tenant, resource_type, resource_id, name, values)
     return rows
 
 
-def _index_value(rows: IndexRows, base: Row, param: SearchParam, path: str, value: Any) -> None:
-    name = param.name
-    kind = param.type
-    if kind in (ParamType.TOKEN, ParamType.URI):
+# One function per parameter type, each appending its rows as plain dict literals: this runs
+# for every parameter path of every resource written, so no per-value dispatch on the type.
+Indexer = Callable[[IndexRows, str, str, str, str, list[Any]], None]
+
+
+def _add_tokens(
+    rows: IndexRows, tenant: str, type_: str, rid: str, name: str, values: list[Any]
+) -> None:
+    for value in values:
         for system, code in _tokens(value):
-            rows.token.append({**base, "param": name, "system": system, "code": code})
-    elif kind is ParamType.REFERENCE:
-        reference = value.get("reference") if isinstance(value, Mapping) else value
-        if isinstance(reference, str):
-            target_type, target_id = split_reference(reference)
-            if param.targets and target_type not in param.targets:
-                return
-            rows.reference.append(
-                {**base, "param": name, "target_type": target_type, "target_id": target_id}
+            rows.token.append(
+                {
+                    "tenant": tenant,
+                    "type": type_,
+                    "resource_id": rid,
+                    "param": name,
+                    "system": system,
+                    "code": code,
+                }
             )
-    elif kind is ParamType.DATE:
-        if isinstance(value, Mapping):
+
+
+def _reference_adder(targets: tuple[str, ...]) -> Indexer:
+    def add(
+        rows: IndexRows, tenant: str, type_: str, rid: str, name: str, values: list[Any]
+    ) -> None:
+        for value in values:
+            reference = value.get("reference") if isinstance(value, dict) else value
+            if not isinstance(reference, str):
+                continue
+            target_type, target_id = split_reference(reference)
+            if targets and target_type not in targets:
+                continue
+            rows.reference.append(
+                {
+                    "tenant": tenant,
+                    "type": type_,
+                    "resource_id": rid,
+                    "param": name,
+                    "target_type": target_type,
+                    "target_id": target_id,
+                }
+            )
+
+    return add
+
+
+def _add_dates(
+    rows: IndexRows, tenant: str, type_: str, rid: str, name: str, values: list[Any]
+) -> None:
+    for value in values:
+        if isinstance(value, dict):
             low, high = period_range(value.get("start"), value.get("end"))
         elif isinstance(value, str):
             low, high = value_range(value)
         else:
-            return
-        rows.date.append({**base, "param": name, "low": low, "high": high})
-    elif kind in (ParamType.QUANTITY, ParamType.NUMBER):
-        if isinstance(value, Mapping) and isinstance(value.get("value"), int | float):
+            continue
+        rows.date.append(
+            {
+                "tenant": tenant,
+                "type": type_,
+                "resource_id": rid,
+                "param": name,
+                "low": low,
+                "high": high,
+            }
+        )
+
+
+def _add_quantities(
+    rows: IndexRows, tenant: str, type_: str, rid: str, name: str, values: list[Any]
+) -> None:
+    base = {"tenant": tenant, "type": type_, "resource_id": rid, "param": name}
+    for value in values:
+        if isinstance(value, dict) and isinstance(value.get("value"), int | float):
             rows.quantity.append(
                 {
                     **base,
-                    "param": name,
                     "value": float(value["value"]),
                     "system": value.get("system"),
                     "code": value.get("code") or value.get("unit"),
                 }
             )
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            rows.quantity.append(
-                {**base, "param": name, "value": float(value), "system": None, "code": None}
-            )
-    elif kind is ParamType.STRING:
+            rows.quantity.append({**base, "value": float(value), "system": None, "code": None})
+
+
+def _add_strings(
+    rows: IndexRows, tenant: str, type_: str, rid: str, name: str, values: list[Any]
+) -> None:
+    base = {"tenant": tenant, "type": type_, "resource_id": rid, "param": name}
+    for value in values:
         for text in _strings(value):
-            rows.string.append({**base, "param": name, "value": text.casefold(), "exact": text})
+            rows.string.append({**base, "value": text.casefold(), "exact": text})
+
+
+def _indexer(param: SearchParam) -> Indexer:
+    kind = param.type
+    if kind in (ParamType.TOKEN, ParamType.URI):
+        return _add_tokens
+    if kind is ParamType.REFERENCE:
+        return _reference_adder(param.targets)
+    if kind is ParamType.DATE:
+        return _add_dates
+    if kind in (ParamType.QUANTITY, ParamType.NUMBER):
+        return _add_quantities
+    return _add_strings
+
+
+@cache
+def _indexers(resource_type: str) -> tuple[tuple[str, str, Indexer], ...]:
+    """(parameter name, element path, indexer) for every path of the type's parameters."""
+    spec = spec_for(resource_type)
+    if spec is None:
+        return ()
+    return tuple(
+        (param.name, path, _indexer(param))
+        for param in spec.params.values()
+        for path in param.paths
+    )
 
 
 def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
@@ -153,7 +228,7 @@ def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
         yield None, "true" if value else "false"
     elif isinstance(value, str):
         yield None, value
-    elif isinstance(value, Mapping):
+    elif isinstance(value, dict):
         if "coding" in value:  # CodeableConcept
             for coding in value["coding"]:
                 if coding.get("code"):
@@ -167,7 +242,7 @@ def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
-    elif isinstance(value, Mapping):  # HumanName: every part is searchable
+    elif isinstance(value, dict):  # HumanName: every part is searchable
         for key in ("text", "family"):
             if isinstance(value.get(key), str):
                 yield value[key]
