@@ -234,7 +234,7 @@ def _resumed_plans(
         )
         params = definitions[pair[1]].parameters
         by_pair[pair] = [session.assess(params) for session in new]
-    resumed: dict[Pair, tuple[StoredFold, list[AssessedSession]]] = {}
+    resumed: dict[Pair, tuple[StoredFold, list[AssessedSession], int]] = {}
     for pair, sessions in by_pair.items():
         before = stored[pair]
         if not before.state.comes_after(sessions[0].record):
@@ -245,22 +245,22 @@ def _resumed_plans(
         based_on = before.based_on + tuple(
             by_id[h.opened_by].session.based_on for h in state.holds[len(before.based_on) :]
         )
-        resumed[pair] = (StoredFold(before.key, state, based_on), sessions)
+        first = _first_changed(before.state, state)
+        resumed[pair] = (StoredFold(before.key, state, based_on), sessions, first)
     # The one earlier hold a new session can change is the one that was open: fetch the
     # sessions that opened such holds in one go.
     reopened = [
         stored[pair].state.holds[-1].opened_by
-        for pair, (fold, _) in resumed.items()
-        if _first_changed(stored[pair].state, fold.state) < len(stored[pair].state.holds)
+        for pair, (_, _, first) in resumed.items()
+        if first < len(stored[pair].state.holds)
     ]
     openers = {
         s.procedure_id: s.assess(definitions[s.protocol].parameters)
         for s in repository.sessions(reopened)
     }
     plans: dict[Pair, _PairPlan] = {}
-    for pair, (fold, sessions) in resumed.items():
+    for pair, (fold, sessions, first) in resumed.items():
         by_id = {**openers, **{s.session.procedure_id: s for s in sessions}}
-        first = _first_changed(stored[pair].state, fold.state)
         plans[pair] = _plan(pair, fold, definitions[pair[1]], by_id, first=first)
     return plans
 
