@@ -1,22 +1,41 @@
 """Append-only bulk inserts below SQLAlchemy's per-row parameter processing.
 
-PostgreSQL gets COPY FROM STDIN (the fastest load path it has), SQLite one executemany of
-plain tuples. Both run on the unit of work's own DBAPI connection, inside its transaction.
-Values are converted here exactly as the column types would: JSON to text, aware datetimes
-to UTC, booleans to integers on SQLite.
+PostgreSQL gets COPY FROM STDIN (the fastest load path it has) for large batches, SQLite one
+executemany of plain tuples. Both run on the unit of work's own DBAPI connection, inside its
+transaction. Values are converted here exactly as the column types would: JSON to text,
+aware datetimes to UTC, booleans to integers on SQLite.
+
+On PostgreSQL a writing unit of work defers its appends (`defer_appends`): they wait until
+the next statement on the connection or the end of the store's write, and then go together,
+small ones as pipelined INSERTs in one round trip. A single create was fifteen round trips
+(a COPY is two) and is now three. Statement order is unchanged: every other statement first
+sends what is waiting (`send_appends_first`, an engine event), so no read misses a row
+written before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from store.errors import VersionConflict
 from store.tables import UTCDateTime
+
+# Below this many rows a table's batch is a pipelined INSERT, above it a COPY: COPY's
+# per-statement setup costs more than it saves on a few rows (measured in bench/RESULTS.md).
+COPY_FROM_ROWS = 64
+_PENDING = "reptrend.pending_appends"
+_VERSION_TABLE = "resource_version"
 
 Convert = Callable[[Any], Any]
 
@@ -58,13 +77,37 @@ def _converter(column: sa.Column[Any], dialect: str) -> Convert:
     return _identity
 
 
+@dataclass(frozen=True)
+class _Batch:
+    table: str
+    names: list[str]
+    tuples: list[Any]
+
+
 def bulk_insert(
     connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Insert `rows` (dicts keyed by column name; missing columns are NULL / autoincrement)."""
+    """Insert `rows` (dicts keyed by column name; missing columns are NULL / autoincrement).
+
+    Two writers of the same resource version collide here or, when appends are deferred, at
+    the next statement or the commit: either way as `VersionConflict`.
+    """
     if not rows:
         return
-    dialect = connection.dialect.name
+    pending: list[_Batch] | None = connection.info.get(_PENDING)
+    batch = _batch(connection.dialect.name, table, rows)
+    if pending is not None:
+        pending.append(batch)
+        return
+    raw: Any = connection.connection.dbapi_connection
+    with _version_conflicts():
+        if connection.dialect.name == "postgresql":
+            _copy(raw, batch)
+        else:
+            _sqlite_insert(raw, batch)
+
+
+def _batch(dialect: str, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> _Batch:
     # Every row of one batch has the same keys; absent columns take their defaults.
     names = [c.name for c in table.columns if c.name in rows[0]]
     converters = [(i, _converter(table.c[n], dialect)) for i, n in enumerate(names)]
@@ -80,21 +123,98 @@ def bulk_insert(
                 values[i] = convert(values[i])
             converted.append(values)
         tuples = converted
+    return _Batch(table.name, names, tuples)
+
+
+def _copy(raw: Any, batch: _Batch) -> None:
+    column_list = ", ".join(batch.names)
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {batch.table} ({column_list}) FROM STDIN") as copy,
+    ):
+        for values in batch.tuples:
+            copy.write_row(values)
+
+
+def _sqlite_insert(raw: Any, batch: _Batch) -> None:
+    placeholders = ", ".join("?" for _ in batch.names)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO {batch.table} ({', '.join(batch.names)}) VALUES ({placeholders})",
+            batch.tuples,
+        )
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def _version_conflicts() -> Iterator[None]:
+    """Maps a duplicate resource version (another writer was first) to `VersionConflict`."""
+    try:
+        yield
+    except (psycopg.IntegrityError, sqlite3.IntegrityError) as error:
+        table = error.diag.table_name if isinstance(error, psycopg.Error) else str(error)
+        if table and _VERSION_TABLE in table:
+            raise VersionConflict(
+                "a concurrent write changed one of these resources first; retry the request"
+            ) from None
+        raise
+
+
+def defer_appends(connection: sa.Connection) -> None:
+    """From now on, hold this connection's appends until its next statement or commit.
+
+    Only on PostgreSQL, whose round trips are what deferring saves. `stop_deferring` when
+    the unit of work ends: the setting lives on the pooled DBAPI connection."""
+    if connection.dialect.name == "postgresql":
+        connection.info[_PENDING] = []
+
+
+def stop_deferring(connection: sa.Connection) -> None:
+    connection.info.pop(_PENDING, None)
+
+
+def drop_appends(connection: sa.Connection) -> None:
+    """Forget the waiting appends: the write that made them failed, and its transaction or
+    savepoint is rolled back (sending them first would only roll them back too)."""
+    pending: list[_Batch] | None = connection.info.get(_PENDING)
+    if pending:
+        pending.clear()
+
+
+def send_appends(connection: sa.Connection) -> None:
+    """Send what is waiting: large batches by COPY, the rest in one pipelined round trip."""
+    pending: list[_Batch] | None = connection.info.get(_PENDING)
+    if not pending:
+        return
+    batches = pending[:]
+    pending.clear()
     raw: Any = connection.connection.dbapi_connection
-    column_list = ", ".join(names)
-    if dialect == "postgresql":
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY {table.name} ({column_list}) FROM STDIN") as copy,
-        ):
-            for values in tuples:
-                copy.write_row(values)
-    else:
-        placeholders = ", ".join("?" for _ in names)
-        cursor = raw.cursor()
-        try:
-            cursor.executemany(
-                f"INSERT INTO {table.name} ({column_list}) VALUES ({placeholders})", tuples
-            )
-        finally:
-            cursor.close()
+    with _version_conflicts():
+        small = []
+        for batch in batches:
+            if len(batch.tuples) >= COPY_FROM_ROWS:
+                _copy(raw, batch)
+            else:
+                small.append(batch)
+        if small:
+            with raw.pipeline(), raw.cursor() as cursor:
+                for batch in small:
+                    placeholders = ", ".join("%s" for _ in batch.names)
+                    cursor.executemany(
+                        f"INSERT INTO {batch.table} ({', '.join(batch.names)}) "
+                        f"VALUES ({placeholders})",
+                        batch.tuples,
+                    )
+
+
+def send_appends_first(engine: Engine) -> None:
+    """Every statement on `engine` first sends its connection's waiting appends, so reads,
+    deletes and upserts see them and statements run in the order they were made."""
+
+    def before_statement(connection: sa.Connection, *_args: Any) -> None:
+        if connection.info.get(_PENDING):
+            send_appends(connection)
+
+    sa.event.listen(engine, "before_cursor_execute", before_statement)

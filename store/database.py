@@ -9,6 +9,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from store.bulk_insert import send_appends_first
+
 DEFAULT_SQLITE_PATH = Path("var") / "reptrend.db"
 APPLICATION_NAME = "reptrend"
 
@@ -58,7 +60,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_immediate)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         json_serializer=_dump_json,
         json_deserializer=orjson.loads,
@@ -73,6 +75,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
         if "application_name" in parsed.query
         else {"application_name": APPLICATION_NAME},
     )
+    send_appends_first(engine)
+    return engine
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -9,7 +9,6 @@ unit of work. Nothing here commits.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import uuid
 from collections import defaultdict
@@ -19,14 +18,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
 from store import tables
 from store.batching import chunks
-from store.bulk_insert import bulk_insert
+from store.bulk_insert import bulk_insert, drop_appends, send_appends
 from store.errors import (
     InvalidRequest,
     InvalidResource,
@@ -34,7 +31,6 @@ from store.errors import (
     ReptrendError,
     ResourceGone,
     ResourceNotFound,
-    VersionConflict,
 )
 from store.fact_writer import write_facts
 from store.indexing import IndexRows, index_resource, index_tables_of
@@ -306,7 +302,14 @@ class ResourceStore:
         outcomes: list[WriteOutcome] = []
         for write, key in zip(writes, keys, strict=True):
             outcomes.append(self._version(write, existing.get(key), now, stamp))
-        self._persist(writes, outcomes, replaced=set(existing))
+        try:
+            self._persist(writes, outcomes, replaced=set(existing))
+            # Sent here, so a conflict surfaces in the write that caused it (inside the
+            # caller's savepoint), not at some later statement.
+            send_appends(self.connection)
+        except BaseException:
+            drop_appends(self.connection)
+            raise
         return outcomes
 
     def _check(self, write: Write) -> None:
@@ -385,13 +388,9 @@ class ResourceStore:
             version_rows.append({**row, "method": write.method.value})
             if r.body is not None:
                 index.extend(index_resource(self.tenant, r.type, r.id, r.body))
-        try:
-            bulk_insert(self.connection, _VERSION, version_rows)
-        except (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError):
-            # Another transaction wrote the same version first: the database, not a read, decides.
-            raise VersionConflict(
-                "a concurrent write changed one of these resources first; retry the request"
-            ) from None
+        # Another transaction writing the same version first is a VersionConflict: the
+        # database's key on the version table decides, not a read.
+        bulk_insert(self.connection, _VERSION, version_rows)
         bulk_insert(self.connection, _RESOURCE, new_rows)
         self._upsert_current(current_rows)
         stale = sorted(k for k in replaced if k in {(w.type, w.id) for w, _ in changed})

@@ -12,6 +12,7 @@ from types import TracebackType
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from store.bulk_insert import defer_appends, send_appends, stop_deferring
 from store.database import WRITE_TRANSACTION
 from store.resource_store import Clock, ResourceStore, utc_now
 
@@ -39,6 +40,7 @@ class UnitOfWork:
         connection = self._engine.connect()
         if self._write:
             connection = connection.execution_options(**{WRITE_TRANSACTION: True})
+            defer_appends(connection)
         self._connection = connection
         self._transaction = connection.begin()
         self._resources = ResourceStore(connection, self._tenant, self._clock)
@@ -65,6 +67,8 @@ class UnitOfWork:
         """The one commit point of the service."""
         if self._transaction is None:
             raise RuntimeError("the unit of work is not open")
+        assert self._connection is not None
+        send_appends(self._connection)
         self._transaction.commit()
 
     def __exit__(
@@ -78,5 +82,6 @@ class UnitOfWork:
                 self._transaction.rollback()
         finally:
             if self._connection is not None:
+                stop_deferring(self._connection)
                 self._connection.close()
             self._connection = self._transaction = self._resources = None
