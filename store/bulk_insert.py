@@ -7,10 +7,10 @@ aware datetimes to UTC, booleans to integers on SQLite.
 
 On PostgreSQL a writing unit of work defers its appends (`defer_appends`): they wait until
 the next statement on the connection or the end of the store's write, and then go together,
-small ones as pipelined INSERTs in one round trip. A single create was fifteen round trips
-(a COPY is two) and is now three. Statement order is unchanged: every other statement first
-sends what is waiting (`send_appends_first`, an engine event), so no read misses a row
-written before it.
+small ones as one INSERT statement (one round trip). A single create was fifteen round trips
+(a COPY is two) and is now three: BEGIN, the INSERT and COMMIT. Statement order is unchanged:
+every other statement first sends what is waiting (`send_appends_first`, an engine event), so
+no read misses a row written before it.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from sqlalchemy.engine import Engine
 from store.errors import VersionConflict
 from store.tables import UTCDateTime
 
-# Below this many rows a table's batch is a pipelined INSERT, above it a COPY: COPY's
-# per-statement setup costs more than it saves on a few rows (measured in bench/RESULTS.md).
+# From this many rows a table's batch goes by COPY; smaller ones join one INSERT statement.
+# COPY's own round trips and setup cost more than they save on a few rows; a batch this
+# large saves more by COPY than its round trips cost.
 COPY_FROM_ROWS = 64
 _PENDING = "reptrend.pending_appends"
-_VERSION_TABLE = "resource_version"
+_VERSIONED_TABLES = ("resource_version", "resource")
 
 Convert = Callable[[Any], Any]
 
@@ -150,16 +151,25 @@ def _sqlite_insert(raw: Any, batch: _Batch) -> None:
 
 @contextmanager
 def _version_conflicts() -> Iterator[None]:
-    """Maps a duplicate resource version (another writer was first) to `VersionConflict`."""
+    """Maps a duplicate first or next version (another writer was first) to
+    `VersionConflict`. Only first versions go into `resource` by insert, so a duplicate
+    there is the same race as one in `resource_version`."""
     try:
         yield
     except (psycopg.IntegrityError, sqlite3.IntegrityError) as error:
-        table = error.diag.table_name if isinstance(error, psycopg.Error) else str(error)
-        if table and _VERSION_TABLE in table:
+        if _table_of(error) in _VERSIONED_TABLES:
             raise VersionConflict(
                 "a concurrent write changed one of these resources first; retry the request"
             ) from None
         raise
+
+
+def _table_of(error: psycopg.IntegrityError | sqlite3.IntegrityError) -> str | None:
+    if isinstance(error, psycopg.Error):
+        return error.diag.table_name
+    # SQLite names the columns: "UNIQUE constraint failed: resource_version.tenant, ..."
+    _, _, columns = str(error).partition("failed: ")
+    return columns.partition(".")[0] or None
 
 
 def defer_appends(connection: sa.Connection) -> None:
@@ -184,7 +194,7 @@ def drop_appends(connection: sa.Connection) -> None:
 
 
 def send_appends(connection: sa.Connection) -> None:
-    """Send what is waiting: large batches by COPY, the rest in one pipelined round trip."""
+    """Send what is waiting: large batches by COPY, the rest in one round trip."""
     pending: list[_Batch] | None = connection.info.get(_PENDING)
     if not pending:
         return
@@ -199,14 +209,22 @@ def send_appends(connection: sa.Connection) -> None:
             else:
                 small.append(batch)
         if small:
-            with raw.pipeline(), raw.cursor() as cursor:
-                for batch in small:
-                    placeholders = ", ".join("%s" for _ in batch.names)
-                    cursor.executemany(
-                        f"INSERT INTO {batch.table} ({', '.join(batch.names)}) "
-                        f"VALUES ({placeholders})",
-                        batch.tuples,
-                    )
+            _insert_in_one_round_trip(raw, small)
+
+
+def _insert_in_one_round_trip(raw: Any, batches: list[_Batch]) -> None:
+    """Every batch as one statement: a multi-row INSERT per table, all but the last in
+    data-modifying CTEs. One round trip, and one prepared statement per write shape."""
+    inserts = []
+    for batch in batches:
+        row = "(" + ", ".join("%s" for _ in batch.names) + ")"
+        values = ", ".join(row for _ in batch.tuples)
+        inserts.append(f"INSERT INTO {batch.table} ({', '.join(batch.names)}) VALUES {values}")
+    *leading, last = inserts
+    ctes = ", ".join(f"_{i} AS ({insert})" for i, insert in enumerate(leading))
+    statement = f"WITH {ctes} {last}" if ctes else last
+    with raw.cursor() as cursor:
+        cursor.execute(statement, [v for b in batches for values in b.tuples for v in values])
 
 
 def send_appends_first(engine: Engine) -> None:
