@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -215,16 +216,28 @@ def send_appends(connection: sa.Connection) -> None:
 def _insert_in_one_round_trip(raw: Any, batches: list[_Batch]) -> None:
     """Every batch as one statement: a multi-row INSERT per table, all but the last in
     data-modifying CTEs. One round trip, and one prepared statement per write shape."""
+    shape = tuple((b.table, tuple(b.names), len(b.tuples)) for b in batches)
+    with psycopg.RawCursor(raw) as cursor:
+        cursor.execute(
+            _one_statement(shape), [v for b in batches for values in b.tuples for v in values]
+        )
+
+
+@lru_cache(maxsize=512)
+def _one_statement(shape: tuple[tuple[str, tuple[str, ...], int], ...]) -> str:
+    # PostgreSQL's own $n placeholders (a raw cursor): psycopg re-parses a %s query with
+    # more than 50 parameters on every execute.
     inserts = []
-    for batch in batches:
-        row = "(" + ", ".join("%s" for _ in batch.names) + ")"
-        values = ", ".join(row for _ in batch.tuples)
-        inserts.append(f"INSERT INTO {batch.table} ({', '.join(batch.names)}) VALUES {values}")
+    number = 0
+    for table, names, rows in shape:
+        values = []
+        for _ in range(rows):
+            values.append("(" + ", ".join(f"${number + i + 1}" for i in range(len(names))) + ")")
+            number += len(names)
+        inserts.append(f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join(values)}")
     *leading, last = inserts
     ctes = ", ".join(f"_{i} AS ({insert})" for i, insert in enumerate(leading))
-    statement = f"WITH {ctes} {last}" if ctes else last
-    with raw.cursor() as cursor:
-        cursor.execute(statement, [v for b in batches for values in b.tuples for v in values])
+    return f"WITH {ctes} {last}" if ctes else last
 
 
 def send_appends_first(engine: Engine) -> None:
