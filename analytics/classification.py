@@ -49,12 +49,13 @@ from typing import Final
 import polars as pl
 
 from analytics.facts import SESSION_KEY
+from domain import session_figures as layout
 from domain.codes import PAIN_MAX, PAIN_MIN
 from domain.pain_response import MIN_RATED_REPETITIONS, PainResponse
 from domain.protocols import StopRuleMode
 
 PAIN_RESPONSE: Final = pl.Enum([r.value for r in PainResponse])
-PACKED_SLOTS: Final = 16  # 4 bits per repetition in a UInt64
+PACKED_SLOTS: Final = layout.PACKED_SLOTS  # 4 bits per repetition in a UInt64
 
 _U64: Final = pl.UInt64
 # Weights by repetition index 0..17 (indices are clipped): 16**(i-1) packs the pain, 2**(i-1)
@@ -65,9 +66,8 @@ _PAIN_WEIGHT: Final = pl.Series([0] + [16**k for k in range(PACKED_SLOTS)] + [0]
 _INDEX_MARK: Final = pl.Series(
     [_OUTSIDE] + [2**k for k in range(PACKED_SLOTS)] + [_OUTSIDE], dtype=_U64
 )
-# Per-session counts packed into one sum, 10 bits each (field k is worth 2**(10k)).
-_FIELD_BITS: Final = 10
-_BREAKS, _NO_DISTANCE, _DISTANCE_UP, _DISTANCE_DOWN, _FAULTY, _PERIPHERAL = range(6)
+# Per-session counts packed into one sum, 10 bits each (field k is worth 2**(10k)); the
+# layout is `domain.session_figures`', which the store writes with each session.
 
 _KEY_SEED: Final = 0x5E55_1011
 _CHECK_SEED: Final = 0xC4EC_2022
@@ -123,11 +123,17 @@ def _check() -> pl.Expr:
 def _field(flag: pl.Expr, field: int) -> pl.Expr:
     # One select per row rather than a cast and a multiplication (a fifth less time on 10M
     # rows here); a null flag counts as false.
-    return pl.when(flag).then(pl.lit(1 << (_FIELD_BITS * field), _U64)).otherwise(pl.lit(0, _U64))
+    return (
+        pl.when(flag)
+        .then(pl.lit(1 << (layout.COUNT_BITS * field), _U64))
+        .otherwise(pl.lit(0, _U64))
+    )
 
 
 def _count(field: int) -> pl.Expr:
-    return ((pl.col("counts") // (1 << (_FIELD_BITS * field))) % (1 << _FIELD_BITS)).cast(pl.Int32)
+    return (
+        (pl.col("counts") // (1 << (layout.COUNT_BITS * field))) % (1 << layout.COUNT_BITS)
+    ).cast(pl.Int32)
 
 
 def _has_fault() -> pl.Expr:
@@ -152,12 +158,12 @@ def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFr
             *([_check().alias("_check")] if check else []),
             _code=pl.col("pain").cast(_U64) * pl.lit(_PAIN_WEIGHT).gather(slot),
             _mark=pl.lit(_INDEX_MARK).gather(slot),
-            _counts=_field(~same | (index <= index.shift(1)), _BREAKS)
-            + _field(distance.is_null(), _NO_DISTANCE)
-            + _field(same & (distance > previous), _DISTANCE_UP)
-            + _field(same & (distance < previous), _DISTANCE_DOWN)
-            + _field(_has_fault(), _FAULTY)
-            + _field(pl.col("peripheral_symptoms"), _PERIPHERAL),
+            _counts=_field(~same | (index <= index.shift(1)), layout.BREAKS)
+            + _field(distance.is_null(), layout.NO_DISTANCE)
+            + _field(same & (distance > previous), layout.DISTANCE_UP)
+            + _field(same & (distance < previous), layout.DISTANCE_DOWN)
+            + _field(_has_fault(), layout.FAULTY)
+            + _field(pl.col("peripheral_symptoms"), layout.PERIPHERAL),
         )
     )
     n = pl.col("n")
@@ -174,7 +180,7 @@ def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFr
             regular=(n <= PACKED_SLOTS)
             & (pl.col("mark") == pl.lit(2, _U64).pow(n.cast(_U64)) - 1)
             # Distances are read in row order: then the rows must be one run, in order.
-            & ((_count(_NO_DISTANCE) == n) | (_count(_BREAKS) == 1))
+            & ((_count(layout.NO_DISTANCE) == n) | (_count(layout.BREAKS) == 1))
         )
     )
 
@@ -210,12 +216,15 @@ def figures_from_packed(packed: pl.LazyFrame) -> pl.LazyFrame:
         "low",
         "rises",
         "falls",
-        peripheral=_count(_PERIPHERAL) > 0,
+        peripheral=_count(layout.PERIPHERAL) > 0,
         slope="slope",
         progressing=_progressing(
-            pl.col("n"), _count(_NO_DISTANCE), _count(_DISTANCE_UP), _count(_DISTANCE_DOWN)
+            pl.col("n"),
+            _count(layout.NO_DISTANCE),
+            _count(layout.DISTANCE_UP),
+            _count(layout.DISTANCE_DOWN),
         ),
-        faulty_reps=_count(_FAULTY),
+        faulty_reps=_count(layout.FAULTY),
         code="code",
     )
 
@@ -271,15 +280,17 @@ def ordered_repetitions(repetitions: pl.LazyFrame) -> pl.LazyFrame:
     """Rows sorted by session and repetition index, one row per index.
 
     Two rows with the same index in one session (a repetition posted twice, in two
-    Observations) keep the worse report: higher pain, then peripheral symptoms. The domain
-    rejects such a session outright; a report over stored data must still count it.
+    Observations) keep the worse report: higher pain, then peripheral symptoms, then a form
+    fault, so the row kept never depends on the rows around it. The domain rejects such a
+    session outright; a report over stored data must still count it.
     """
     session = session_id(repetitions)
-    return repetitions.sort(
-        [session, "repetition_index", "pain", "peripheral_symptoms", "distance_cm"],
-        descending=[False, False, True, True, False],
-        nulls_last=True,
-    ).filter(
+    keys = [session, "repetition_index", "pain", "peripheral_symptoms", "distance_cm"]
+    descending = [False, False, True, True, False]
+    if "form_faults" in repetitions.collect_schema():
+        keys.append("form_faults")
+        descending.append(True)
+    return repetitions.sort(keys, descending=descending, nulls_last=True).filter(
         ~(
             _same_session(session)
             & (pl.col("repetition_index") == pl.col("repetition_index").shift(1))
@@ -337,15 +348,37 @@ def figures_from_ordered(ordered: pl.LazyFrame, exact: bool = False) -> pl.LazyF
     )
 
 
-def session_figures(repetitions: pl.LazyFrame, exact: bool = False) -> pl.DataFrame:
+def stored_packed(stored: pl.LazyFrame, exact: bool = False) -> pl.LazyFrame:
+    """`packed_sessions` rows from figures a source stored with its sessions
+    (`analytics.facts.STORED_FIGURE_SCHEMA`): the same n, code and counts, always regular."""
+    check = not numbered(stored)
+    n = pl.col("n")
+    return keyed(stored, exact).select(
+        "session_key",
+        n=n,
+        check_sum=_check() * n.cast(_U64) if check else pl.lit(None, _U64),
+        code="code",
+        mark=pl.lit(2, _U64).pow(n.cast(_U64)) - 1,
+        counts="counts",
+        regular=pl.lit(True),
+    )
+
+
+def session_figures(
+    repetitions: pl.LazyFrame, exact: bool = False, stored: pl.LazyFrame | None = None
+) -> pl.DataFrame:
     """Figures of every session with rated repetitions: the fast path, and the general path
     for the sessions it cannot prove. Collects (the report reads the result many times).
 
     Repetitions with a pain off the 0-10 scale are not rated repetitions (the store refuses
-    them; a file might hold them) and are left out.
+    them; a file might hold them) and are left out. `stored`: the packed figures a source
+    kept for sessions whose repetitions are not in `repetitions`.
     """
     rated = repetitions.filter(pl.col("pain").is_between(PAIN_MIN, PAIN_MAX))
-    packed = packed_sessions(rated, exact).collect()
+    packed_rows = packed_sessions(rated, exact)
+    if stored is not None:
+        packed_rows = pl.concat([stored_packed(stored, exact), packed_rows], how="vertical_relaxed")
+    packed = packed_rows.collect()
     fast = figures_from_packed(packed.lazy()).collect()
     irregular = packed.filter(~pl.col("regular")).select("session_key")
     if irregular.height == 0:

@@ -9,6 +9,12 @@ is lazy and has exactly the columns of its schema below, so the rules never gues
   numbers its sessions (a fact-file directory in the star layout, see `analytics.sources`), by
   `session_key` (`KEYED_REPETITION_SCHEMA`): then every session carries its own `session_key`
   (`KEYED_SESSION_SCHEMA`), unique per session, and no uuid text is hashed per repetition.
+- `stored_figures`: the figures a database keeps with its sessions (migration 0006), one row
+  per session: what `classification.packed_sessions` would compute from its repetitions
+  (`n`, the packed pain `code` and `counts`), always a regular session's. A source that gives
+  them leaves those sessions' repetitions out of `repetitions`, and gives every rated
+  repetition with a form fault, of any session, in `faulty_repetitions`: the form-fault
+  counts read their codes from there. Both None when the source keeps no figures (files).
 - `pain_reports`: general pain reports (`pain_report`).
 - `patients`: every patient of the tenant with its managing organization.
 - `group_members`: Group id -> member Patient id.
@@ -58,6 +64,12 @@ KEYED_REPETITION_SCHEMA: Final = pl.Schema(
         **{k: v for k, v in REPETITION_SCHEMA.items() if k != "procedure_id"},
     }
 )
+STORED_FIGURE_SCHEMA: Final = pl.Schema(
+    {"procedure_id": pl.String(), "n": pl.Int32(), "code": pl.UInt64(), "counts": pl.UInt64()}
+)
+FAULTY_REPETITION_SCHEMA: Final = pl.Schema(
+    {"procedure_id": pl.String(), "repetition_index": pl.Int32(), "form_faults": pl.String()}
+)
 PAIN_REPORT_SCHEMA: Final = pl.Schema(
     {"patient_id": pl.String(), "local_date": pl.Date(), "pain": pl.Int8()}
 )
@@ -79,6 +91,9 @@ class Facts:
     # The tenant's own protocol parameters (clinic-edited PlanDefinitions) by exercise code;
     # codes not here use the built-in catalog.
     parameters: Mapping[str, ProtocolParameters] = field(default_factory=dict)
+    # STORED_FIGURE_SCHEMA and FAULTY_REPETITION_SCHEMA, both or neither.
+    stored_figures: pl.LazyFrame | None = None
+    faulty_repetitions: pl.LazyFrame | None = None
 
 
 def conform(frame: pl.LazyFrame | pl.DataFrame, schema: pl.Schema) -> pl.LazyFrame:

@@ -122,12 +122,17 @@ class _Keys:
         return encoded.filter(pl.col("patient_id").is_not_null())
 
 
+# What the form-fault counts read of a repetition.
+_FAULT_COLUMNS: Final = ("repetition_index", "form_faults")
+
+
 @dataclass(frozen=True, slots=True)
 class _Sessions:
     """What the metrics read besides the assessed sessions."""
 
     extension: pl.DataFrame  # every member's extension sessions (patient, protocol, day, start)
-    repetitions: pl.LazyFrame  # the cohort's repetitions
+    repetitions: pl.LazyFrame  # the cohort's repetitions (but those of stored figures)
+    faulty: pl.LazyFrame  # the cohort's repetitions' form faults (`_faulty`)
     general: pl.DataFrame  # session keys of the sessions off the fast path
     exact: bool  # session keys are the procedure ids themselves
 
@@ -136,10 +141,10 @@ def _sessions(
     facts: Facts, cohort: Cohort, as_of: date, table: pl.DataFrame, keys: _Keys
 ) -> tuple[pl.DataFrame, _Sessions]:
     """The cohort's non-extension sessions, classified, and the rest the metrics read."""
-    repetitions = facts.repetitions
+    repetitions, stored, faulty = facts.repetitions, facts.stored_figures, facts.faulty_repetitions
     if cohort.everyone:
         # The largest step first, while nothing else is held in memory.
-        figures = classification.session_figures(repetitions)
+        figures = classification.session_figures(repetitions, stored=stored)
     member_sessions = keys.encode(facts.sessions.filter(pl.col("local_date") <= as_of))
     if classification.numbered(facts.sessions):
         # Numbered sessions need no procedure id: it only orders sessions of one protocol
@@ -162,18 +167,30 @@ def _sessions(
         sessions = sessions.filter(pl.col("protocol") == cohort.protocol)
     if not cohort.everyone:
         session = classification.session_id(repetitions)
-        repetitions = repetitions.join(sessions.lazy().select(session), on=session, how="semi")
-        figures = classification.session_figures(repetitions)
+        members = sessions.lazy().select(session)
+        repetitions = repetitions.join(members, on=session, how="semi")
+        if stored is not None and faulty is not None:
+            stored = stored.join(members, on=session, how="semi")
+            faulty = faulty.join(members, on=session, how="semi")
+        figures = classification.session_figures(repetitions, stored=stored)
     assessed = _assess(sessions, figures, table)
     if classification.has_key_collision(assessed):
-        figures = classification.session_figures(repetitions, exact=True)
+        figures = classification.session_figures(repetitions, exact=True, stored=stored)
         assessed = _assess(sessions, figures, table)
     return assessed, _Sessions(
         extension=extension,
         repetitions=repetitions,
+        faulty=_faulty(repetitions, faulty),
         general=figures.filter(pl.col("code").is_null()).select("session_key"),
         exact=figures.schema["session_key"] == pl.String,
     )
+
+
+def _faulty(repetitions: pl.LazyFrame, faulty: pl.LazyFrame | None) -> pl.LazyFrame:
+    """What the form-fault counts read: the source's faulty repetitions of every session
+    when it stores figures (then `repetitions` lacks those sessions'), else `repetitions`."""
+    columns = (classification.session_id(repetitions), *_FAULT_COLUMNS)
+    return (repetitions if faulty is None else faulty).select(columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +322,7 @@ def cohort_report(
     # Faults are rare: count them over the rows that have one, then keep those of the
     # cohort's sessions with a faulty repetition (a sixth of them: a smaller join).
     faults = (
-        adherence.form_fault_counts(loaded.repetitions)
+        adherence.form_fault_counts(loaded.faulty)
         .pipe(classification.keyed, loaded.exact)
         .join(
             rated_flexion.lazy().filter(pl.col("faulty_reps") > 0).select("session_key"),

@@ -5,7 +5,9 @@ Three sources give the same `Facts` for one tenant:
 - the service's database: the narrow fact tables (`exercise_session`, `session_fact`,
   `pain_report`) and the search index (Patient organization, Group members, prescribed
   exercise codes). PostgreSQL is read through ADBC (`adbc_driver_postgresql`), which streams
-  Arrow batches straight into polars; SQLite through the standard library.
+  Arrow batches straight into polars; SQLite through the standard library. The figures the
+  store keeps with each session (migration 0006) come as `Facts.stored_figures`; only the
+  repetitions of the sessions without them are read, and the ones with a form fault.
 - a directory of fact files (`exercise_session`, `session_fact`, `pain_report`, `patient`,
   `group_member`, `prescription`, each `.parquet` or `.ndjson`), the columns of the tables
   above; scanned lazily, so a Parquet file is read only for the columns a report needs.
@@ -35,6 +37,7 @@ import orjson
 import polars as pl
 
 from analytics.facts import (
+    FAULTY_REPETITION_SCHEMA,
     GROUP_MEMBER_SCHEMA,
     KEYED_REPETITION_SCHEMA,
     KEYED_SESSION_SCHEMA,
@@ -44,6 +47,7 @@ from analytics.facts import (
     REPETITION_SCHEMA,
     SESSION_KEY,
     SESSION_SCHEMA,
+    STORED_FIGURE_SCHEMA,
     Facts,
     conform,
 )
@@ -67,15 +71,35 @@ if TYPE_CHECKING:
 # Statuses that say the resource did not happen as recorded (as the fact writer skips them).
 _VOID: Final = ("entered-in-error", "not-done", "cancelled", "revoked")
 
+# The figures each session keeps (migration 0006): a session with a `pain_code` has its
+# figures stored; one with `rated_repetitions` NULL (not computed) or a `pain_code` NULL (not
+# regular) has them computed from its repetitions; one with no rated repetition needs neither.
+_FIGURE_COLUMNS: Final = ("rated_repetitions", "pain_code", "repetition_counts")
+# The condition of the partial index `ix_exercise_session_unpacked`, word for word, so the
+# planner uses it (`store.tables.UNPACKED_SESSION`: not imported, see above).
+UNPACKED_SESSION: Final = (
+    "pain_code IS NULL AND (rated_repetitions IS NULL OR rated_repetitions > 0)"
+)
+_UNSTORED: Final = (
+    f"SELECT procedure_id FROM exercise_session WHERE tenant = {{p}} AND {UNPACKED_SESSION}"
+)
+
 # One query per frame. `{p}` is the backend's placeholder for the tenant.
 _QUERIES: Final[Mapping[str, str]] = {
+    # With the figure columns: `_with_stored_figures` splits them off.
     "sessions": (
-        "SELECT procedure_id, patient_id, protocol, local_date, started_at, ended_at "
-        "FROM exercise_session WHERE tenant = {p}"
+        "SELECT procedure_id, patient_id, protocol, local_date, started_at, ended_at, "
+        f"{', '.join(_FIGURE_COLUMNS)} FROM exercise_session WHERE tenant = {{p}}"
     ),
     "repetitions": (
         "SELECT procedure_id, repetition_index, pain, distance_cm, form_faults, "
-        "peripheral_symptoms FROM session_fact WHERE tenant = {p} AND pain IS NOT NULL"
+        "peripheral_symptoms FROM session_fact WHERE tenant = {p} AND pain IS NOT NULL "
+        f"AND procedure_id IN ({_UNSTORED})"
+    ),
+    # Every session's (an index covers them: the 3% of rows with a fault, not a table scan).
+    "faulty_repetitions": (
+        "SELECT procedure_id, repetition_index, form_faults FROM session_fact "
+        "WHERE tenant = {p} AND form_faults IS NOT NULL AND pain IS NOT NULL"
     ),
     "pain_reports": "SELECT patient_id, local_date, pain FROM pain_report WHERE tenant = {p}",
     "patients": (
@@ -109,6 +133,8 @@ _GROUP_BODIES: Final = (
 _SCHEMAS: Final[Mapping[str, pl.Schema]] = {
     "sessions": SESSION_SCHEMA,
     "repetitions": REPETITION_SCHEMA,
+    "stored_figures": STORED_FIGURE_SCHEMA,
+    "faulty_repetitions": FAULTY_REPETITION_SCHEMA,
     "pain_reports": PAIN_REPORT_SCHEMA,
     "patients": PATIENT_SCHEMA,
     "group_members": GROUP_MEMBER_SCHEMA,
@@ -164,7 +190,22 @@ def _facts(
         group_members=frames["group_members"],
         prescriptions=frames["prescriptions"],
         parameters=parameters or {},
+        stored_figures=frames.get("stored_figures"),
+        faulty_repetitions=frames.get("faulty_repetitions"),
     )
+
+
+def _with_stored_figures(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Splits the figure columns off the sessions: the stored figures of the sessions that
+    have them (`STORED_FIGURE_SCHEMA`; bigints read back as the unsigned bits written)."""
+    sessions = frames["sessions"]
+    stored = sessions.filter(pl.col("pain_code").is_not_null()).select(
+        "procedure_id",
+        n=pl.col("rated_repetitions").cast(pl.Int32),
+        code=pl.col("pain_code").cast(pl.Int64).reinterpret(signed=False),
+        counts=pl.col("repetition_counts").cast(pl.Int64).reinterpret(signed=False),
+    )
+    return {**frames, "sessions": sessions.drop(_FIGURE_COLUMNS), "stored_figures": stored}
 
 
 def _stored_parameters(
@@ -184,15 +225,24 @@ def _libpq_url(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-# Repetitions dominate the read: fetched in this many parts on their own connections, beside
-# the other queries (measured here: 5.5 s sequential, 4.0 s on two connections for 1M
-# sessions and 3M repetitions; more connections than cores did not help). Each part is a
-# range of the table's pages (a TID range scan), so each reads only its own pages: splitting
-# by a hash of the procedure id made both parts scan the whole table (3M repetitions: 3.2-4.4 s
-# by hash, 2.7-3.2 s by pages). The last part is open-ended, so no page is ever left out.
+# The two big frames, sessions and repetitions, are read in this many parts, each part on
+# its own connection, beside one connection that reads the small frames one after the other
+# (a connection costs about 0.1 s here). Each part is a range of the table's pages (a TID
+# range scan), so each reads only its own pages: splitting by a hash of the procedure id made
+# both parts scan the whole table (3M repetitions: 3.2-4.4 s by hash, 2.7-3.2 s by pages).
+# The last part is open-ended, so no page is ever left out. More parts than cores did not
+# help. With the figures stored (migration 0006) the repetition parts are mostly empty and
+# the sessions are the larger read.
 _PARTITIONS: Final = 2
-_PAGES: Final = "SELECT pg_relation_size('session_fact') / current_setting('block_size')::int8"
+_SPLIT_TABLES: Final[Mapping[str, str]] = {
+    "sessions": "exercise_session",
+    "repetitions": "session_fact",
+}
 _REPEATABLE_READ: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+
+
+def _pages(table: str) -> str:
+    return f"SELECT pg_relation_size('{table}') / current_setting('block_size')::int8"
 
 
 def _page_ranges(pages: int) -> list[str]:
@@ -219,7 +269,8 @@ _POSTGRES_QUERIES: Final[Mapping[str, str]] = {
         "AS index_pain, distance_cm, "
         # '+' marks peripheral symptoms, ':' precedes the fault codes (null: no faults).
         "CASE WHEN peripheral_symptoms THEN '+' ELSE '' END || coalesce(':' || form_faults, '') "
-        "AS symptoms_faults FROM session_fact WHERE tenant = {p} AND pain IS NOT NULL"
+        "AS symptoms_faults FROM session_fact WHERE tenant = {p} AND pain IS NOT NULL "
+        f"AND procedure_id IN ({_UNSTORED})"
     ),
     "pain_reports": (
         f"SELECT patient_id, (local_date - DATE '1970-01-01')::int8 * {_HALF} "
@@ -258,7 +309,14 @@ def _unpack(name: str, frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _read_postgres(engine: Engine, tenant: str) -> dict[str, pl.DataFrame]:
+Frames = dict[str, pl.DataFrame]
+
+
+def _execute(cursor: Any, query: str, tenant: str) -> None:
+    cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
+
+
+def _read_postgres(engine: Engine, tenant: str) -> Frames:
     from adbc_driver_postgresql import dbapi
 
     url = _libpq_url(engine)
@@ -267,43 +325,49 @@ def _read_postgres(engine: Engine, tenant: str) -> dict[str, pl.DataFrame]:
     # updated meanwhile cannot move from one page range to the other and be read twice.
     with dbapi.connect(url) as first, first.cursor() as cursor:
         cursor.execute(_REPEATABLE_READ)
-        cursor.execute(f"SELECT pg_export_snapshot(), ({_PAGES})")
+        sizes = ", ".join(f"({_pages(table)})" for table in _SPLIT_TABLES.values())
+        cursor.execute(f"SELECT pg_export_snapshot(), {sizes}")
         row = cursor.fetchone()
         if row is None:
             raise InvalidRequest("PostgreSQL exported no snapshot", "source")
-        snapshot, pages = str(row[0]), int(row[1])
+        snapshot = str(row[0])
+        ranges = dict(zip(_SPLIT_TABLES, (_page_ranges(int(n)) for n in row[1:]), strict=True))
+        Bodies = list[tuple[str, Mapping[str, Any]]]
 
-        def run(cursor: Any, query: str) -> None:
-            cursor.execute(_REPEATABLE_READ)
-            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
-
-        def fetch(query: str) -> pl.DataFrame:
+        def fetch(queries: Mapping[str, str], group_bodies: bool) -> tuple[Frames, Bodies]:
+            """The queries' frames (and the stored Groups' bodies), one after the other on
+            one connection of the snapshot."""
+            frames: dict[str, pl.DataFrame] = {}
+            bodies: Bodies = []
             with dbapi.connect(url) as connection, connection.cursor() as cursor:
-                run(cursor, query)
-                return pl.from_arrow(cursor.fetch_arrow_table())  # type: ignore[return-value]
+                cursor.execute(_REPEATABLE_READ)
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                for name, query in queries.items():
+                    cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
+                    frames[name] = pl.from_arrow(cursor.fetch_arrow_table())  # type: ignore[assignment]
+                if group_bodies:
+                    cursor.execute(
+                        _GROUP_BODIES.format(p="$1", false="false"), parameters=(tenant,)
+                    )
+                    bodies = [
+                        (group_id, body if isinstance(body, dict) else orjson.loads(body))
+                        for group_id, body in cursor.fetchall()
+                    ]
+            return frames, bodies
 
-        def fetch_bodies() -> list[tuple[str, Mapping[str, Any]]]:
-            with dbapi.connect(url) as connection, connection.cursor() as cursor:
-                run(cursor, _GROUP_BODIES)
-                return [
-                    (group_id, body if isinstance(body, dict) else orjson.loads(body))
-                    for group_id, body in cursor.fetchall()
-                ]
-
-        partitions = [
-            f"{_POSTGRES_QUERIES['repetitions']} AND {pages_range}"
-            for pages_range in _page_ranges(pages)
+        parts = [
+            {name: f"{_POSTGRES_QUERIES[name]} AND {ranges[name][k]}" for name in _SPLIT_TABLES}
+            for k in range(_PARTITIONS)
         ]
-        others = {name: q for name, q in _POSTGRES_QUERIES.items() if name != "repetitions"}
+        small = {n: q for n, q in _POSTGRES_QUERIES.items() if n not in _SPLIT_TABLES}
         with ThreadPoolExecutor(max_workers=_PARTITIONS + 1) as pool:
-            repetition_parts = [pool.submit(fetch, query) for query in partitions]
-            pending = {name: pool.submit(fetch, query) for name, query in others.items()}
-            bodies = pool.submit(fetch_bodies)
-            frames = {name: future.result() for name, future in pending.items()}
-            frames["repetitions"] = pl.concat([part.result() for part in repetition_parts])
-            frames["group_members"] = _with_body_members(frames["group_members"], bodies.result())
-    return {name: _unpack(name, frame) for name, frame in frames.items()}
+            part_futures = [pool.submit(fetch, queries, False) for queries in parts]
+            frames, bodies = pool.submit(fetch, small, True).result()
+            read_parts = [future.result()[0] for future in part_futures]
+    for name in _SPLIT_TABLES:
+        frames[name] = pl.concat([part[name] for part in read_parts])
+    frames["group_members"] = _with_body_members(frames["group_members"], bodies)
+    return _with_stored_figures({name: _unpack(name, frame) for name, frame in frames.items()})
 
 
 def _sqlite_path(engine: Engine) -> str:
@@ -323,7 +387,7 @@ def _read_sqlite(engine: Engine, tenant: str) -> dict[str, pl.DataFrame]:
     frames: dict[str, pl.DataFrame] = {}
     with _closing(sqlite3.connect(uri, uri=True)) as connection:
         for name, query in _QUERIES.items():
-            cursor = connection.execute(query.format(p="?", false="0"), (tenant,))
+            cursor = connection.execute(query.format(p=":tenant", false="0"), {"tenant": tenant})
             columns = [d[0] for d in cursor.description]
             frames[name] = pl.DataFrame(
                 cursor.fetchall(), schema=_sqlite_schema(columns, _SCHEMAS[name]), orient="row"
@@ -331,7 +395,7 @@ def _read_sqlite(engine: Engine, tenant: str) -> dict[str, pl.DataFrame]:
         rows = connection.execute(_GROUP_BODIES.format(p="?", false="0"), (tenant,)).fetchall()
     bodies = [(group_id, orjson.loads(body)) for group_id, body in rows if body]
     frames["group_members"] = _with_body_members(frames["group_members"], bodies)
-    return frames
+    return _with_stored_figures(frames)
 
 
 class _closing:
@@ -349,6 +413,9 @@ def _sqlite_schema(columns: Sequence[str], schema: pl.Schema) -> dict[str, pl.Da
     """SQLite hands back dates and instants as text and booleans as 0/1."""
     result: dict[str, pl.DataType] = {}
     for column in columns:
+        if column in _FIGURE_COLUMNS:
+            result[column] = pl.Int64()
+            continue
         dtype = schema[column]
         if dtype == pl.Date or isinstance(dtype, pl.Datetime):
             result[column] = pl.String()

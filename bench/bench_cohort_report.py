@@ -18,7 +18,9 @@
      status of every patient's protocol, in SQL on the same files.
    Prints the median wall time of --runs runs, the peak RSS and the ratio.
 3. With --postgres: loads 1,000,000 sessions (and their repetitions) with COPY into a scratch
-   schema of that database and times the report read from PostgreSQL through ADBC.
+   schema of that database and times the report read from PostgreSQL through ADBC. Each
+   session carries the figures ingest writes with it (migration 0006), computed by the
+   store's own `store.session_facts.session_figures` from the session's repetitions.
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ def child_subset(source: str) -> dict[str, Any]:
     sessions = facts.sessions.filter(
         pl.col("protocol") == "flexion-in-lying", pl.col("local_date") <= AS_OF
     ).with_columns(pl.col("patient_id").cast(patients), pl.col("protocol").cast(protocols))
-    figures = classification.session_figures(facts.repetitions)
+    figures = classification.session_figures(facts.repetitions, stored=facts.stored_figures)
     assessed = classification.assess_sessions(sessions, figures, table).collect()
     roles = stop_rule.session_roles(assessed.lazy()).collect(engine="in-memory")
     states = stop_rule.protocol_states(roles.lazy(), AS_OF).collect()
@@ -451,6 +453,39 @@ def _copy_csv(cursor: Any, table: str, frame: pl.DataFrame, chunk: int = 500_000
             )
 
 
+def with_figures(sessions: pl.DataFrame, repetitions: pl.DataFrame) -> pl.DataFrame:
+    """`sessions` with the figure columns ingest writes (migration 0006), computed by the
+    store's own function (`store.session_facts.session_figures`) from each session's rows."""
+    from store.session_facts import FIGURE_INPUTS, session_figures
+
+    rows: list[dict[str, Any]] = []
+    current: str | None = None
+    facts: list[dict[str, Any]] = []
+    ordered = repetitions.select(FIGURE_INPUTS).sort("procedure_id")
+    for row in ordered.iter_rows(named=True):
+        if row["procedure_id"] != current:
+            if current is not None:
+                rows.append({"procedure_id": current, **session_figures(facts)})
+            current, facts = row["procedure_id"], []
+        facts.append(row)
+    if current is not None:
+        rows.append({"procedure_id": current, **session_figures(facts)})
+    no_facts = session_figures(())  # a session without repetitions: 0 rated, nothing packed
+    figures = pl.DataFrame(
+        rows,
+        schema={
+            "procedure_id": pl.String,
+            "rated_repetitions": pl.Int32,
+            "pain_code": pl.Int64,
+            "repetition_counts": pl.Int64,
+        },
+        orient="row",
+    )
+    return sessions.join(figures, on="procedure_id", how="left").with_columns(
+        pl.col("rated_repetitions").fill_null(no_facts["rated_repetitions"])
+    )
+
+
 def load_postgres(url: str, directory: Path, sessions: int) -> str:
     """COPY the first `sessions` sessions (by start), their repetitions and their patients'
     pain reports into a fresh scratch schema built by the migrations; returns its URL."""
@@ -469,9 +504,12 @@ def load_postgres(url: str, directory: Path, sessions: int) -> str:
             (schema,),
         ).fetchone()
         if loaded is not None:
-            count = connection.execute(f"SELECT count(*) FROM {schema}.exercise_session")
+            # Loaded, and with the figure columns filled (migration 0006).
+            count = connection.execute(
+                f"SELECT count(*), count(rated_repetitions) FROM {schema}.exercise_session"
+            )
             row = count.fetchone()
-            if row is not None and row[0] == sessions:
+            if row is not None and row[0] == row[1] == sessions:
                 print(f"reusing PostgreSQL schema {schema} ({sessions:,} sessions)", flush=True)
                 return scoped
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -501,6 +539,8 @@ def load_postgres(url: str, directory: Path, sessions: int) -> str:
         .collect()
     )
     started = time.perf_counter()
+    chosen = with_figures(chosen, reps)
+    print(f"session figures computed in {time.perf_counter() - started:.0f} s", flush=True)
     tenant = pl.lit("default")
     with psycopg.connect(scoped) as connection, connection.cursor() as cursor:
         _copy_csv(cursor, "exercise_session", chosen.with_columns(tenant=tenant))

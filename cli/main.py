@@ -17,7 +17,7 @@ from cli.export_import import add_export_import_parsers, run_export, run_import
 from cli.report import add_report_parser, run_report
 from store.database import create_engine
 from store.errors import SchemaNotMigrated
-from store.reindex import reindex, tenants
+from store.reindex import fill_session_figures, reindex, tenants
 from store.schema import require_migrated, upgrade
 from store.search_params import SUPPORTED_TYPES
 
@@ -76,7 +76,9 @@ def _demo(settings: Settings, host: str, port: int, anchor: date) -> int:
     return _serve(settings, host, port, workers=1)
 
 
-def _reindex(settings: Settings, tenant: str | None, types: list[str] | None) -> int:
+def _reindex(
+    settings: Settings, tenant: str | None, types: list[str] | None, session_figures: bool
+) -> int:
     unknown = sorted(set(types or ()) - set(SUPPORTED_TYPES))
     if unknown:
         print(f"reptrend reindex: unknown resource type {unknown[0]}", file=sys.stderr)
@@ -85,6 +87,10 @@ def _reindex(settings: Settings, tenant: str | None, types: list[str] | None) ->
     try:
         require_migrated(engine)
         for name in [tenant] if tenant else tenants(engine):
+            if session_figures:
+                count = fill_session_figures(engine, name)
+                print(f"{name}: figures of {count} sessions filled")
+                continue
             count = reindex(engine, name, types or SUPPORTED_TYPES)
             print(f"{name}: {count} resources reindexed")
     except SchemaNotMigrated as error:
@@ -117,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--tenant", help="only this tenant (default: every tenant)")
     reindex.add_argument("--type", action="append", dest="types", help="only this type (repeat)")
+    reindex.add_argument(
+        "--session-figures",
+        action="store_true",
+        help="instead: fill the figures of sessions stored before migration 0006",
+    )
     add_export_import_parsers(commands)
     add_report_parser(commands)
     return parser
@@ -131,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "reindex":
-        return _reindex(settings, args.tenant, args.types)
+        return _reindex(settings, args.tenant, args.types, args.session_figures)
     if args.command == "export":
         return run_export(args)
     if args.command == "import":

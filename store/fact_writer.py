@@ -15,10 +15,13 @@ from store.bulk_insert import bulk_insert
 from store.errors import InvalidResource
 from store.indexing import split_reference
 from store.session_facts import (
+    FIGURE_INPUTS,
+    FIGURES_NOT_COMPUTED,
     SessionInfo,
     exercise_session_row,
     fact_rows,
     general_pain_report,
+    session_figures,
     session_info,
     session_observation,
 )
@@ -77,14 +80,81 @@ def write_facts(store: ResourceStore, resources: Sequence[StoredResource]) -> Fa
 
     A resource at version 1 was never stored before (a create, or an update that creates), so
     no fact can name it yet: nothing is deleted for it, and a session it starts is new.
+
+    Each session row carries its repetitions' figures (`session_facts.session_figures`): a
+    new session's from the rows this write makes for it, any other session whose row or
+    repetitions changed is computed again from its stored repetitions once they are written.
     """
     procedures = [r for r in resources if r.type == "Procedure"]
     observations = [r for r in resources if r.type == "Observation"]
     changes = FactChanges()
-    sessions = _write_sessions(store, procedures, changes) if procedures else {}
+    # Sessions stored before whose figures this write may change.
+    stale: set[str] = set()
+    session_rows: list[dict[str, Any]] = []
+    sessions: dict[str, SessionInfo] = {}
+    if procedures:
+        session_rows = _write_sessions(store, procedures, changes)
+        sessions = {row["procedure_id"]: session_info(row) for row in session_rows}
     if observations:
-        _write_observation_facts(store, observations, sessions, {p.id for p in procedures}, changes)
+        _write_observation_facts(
+            store, observations, sessions, {p.id for p in procedures}, changes, stale
+        )
+    if session_rows:
+        # After the repetitions: a new session's figures come from the rows made for it.
+        for row in session_rows:
+            procedure_id = row["procedure_id"]
+            if procedure_id in changes.new_sessions:
+                row.update(session_figures(changes.new_repetitions.get(procedure_id, ())))
+            else:
+                row.update(FIGURES_NOT_COMPUTED)
+                stale.add(procedure_id)
+        bulk_insert(store.connection, _SESSION, session_rows)
+    if stale:
+        refresh_figures(store.connection, store.tenant, sorted(stale))
     return changes
+
+
+def refresh_figures(connection: sa.Connection, tenant: str, procedure_ids: Sequence[str]) -> None:
+    """Compute the figures of these sessions again from their stored repetitions (ids without
+    a row in `exercise_session` are left alone). Give the ids sorted."""
+    for chunk in chunks(procedure_ids):
+        # The session rows are locked first, in id order: a concurrent write of the same
+        # session's repetitions waits for this transaction and then reads them all (READ
+        # COMMITTED), so the last writer's figures count every repetition. SQLite needs
+        # nothing: its writers run one at a time.
+        present = list(
+            connection.execute(
+                sa.select(_SESSION.c.procedure_id)
+                .where(_SESSION.c.tenant == tenant, _SESSION.c.procedure_id.in_(chunk))
+                .order_by(_SESSION.c.procedure_id)
+                .with_for_update()
+            ).scalars()
+        )
+        if not present:
+            continue
+        facts: dict[str, list[dict[str, Any]]] = {procedure_id: [] for procedure_id in present}
+        for row in connection.execute(
+            sa.select(*(_FACT.c[name] for name in FIGURE_INPUTS)).where(
+                _FACT.c.tenant == tenant, _FACT.c.procedure_id.in_(present)
+            )
+        ).mappings():
+            facts[row["procedure_id"]].append(dict(row))
+        connection.execute(
+            sa.update(_SESSION)
+            .where(
+                _SESSION.c.tenant == tenant,
+                _SESSION.c.procedure_id == sa.bindparam("b_procedure_id"),
+            )
+            .values({name: sa.bindparam(f"b_{name}") for name in FIGURES_NOT_COMPUTED})
+            .execution_options(synchronize_session=False),
+            [
+                {
+                    "b_procedure_id": procedure_id,
+                    **{f"b_{k}": v for k, v in session_figures(rows).items()},
+                }
+                for procedure_id, rows in facts.items()
+            ],
+        )
 
 
 def _delete_where(store: ResourceStore, table: sa.Table, column: str, ids: list[str]) -> None:
@@ -96,25 +166,29 @@ def _delete_where(store: ResourceStore, table: sa.Table, column: str, ids: list[
 
 def _delete_returning_pairs(
     store: ResourceStore, table: sa.Table, column: str, ids: list[str], changes: FactChanges
-) -> None:
+) -> set[str]:
+    """Deletes the rows; returns the procedure ids they named."""
+    procedure_ids: set[str] = set()
     for chunk in chunks(ids):
-        pairs = {
-            (row.patient_id, row.protocol)
-            for row in store.connection.execute(
-                sa.delete(table)
-                .where(table.c.tenant == store.tenant, table.c[column].in_(chunk))
-                .returning(table.c.patient_id, table.c.protocol)
-            )
-        }
+        deleted = store.connection.execute(
+            sa.delete(table)
+            .where(table.c.tenant == store.tenant, table.c[column].in_(chunk))
+            .returning(table.c.patient_id, table.c.protocol, table.c.procedure_id)
+        ).all()
+        pairs = {(row.patient_id, row.protocol) for row in deleted}
         changes.touched |= pairs
         changes.rewritten |= pairs
+        procedure_ids.update(row.procedure_id for row in deleted)
+    return procedure_ids
 
 
 def _write_sessions(
     store: ResourceStore,
     procedures: Sequence[StoredResource],
     changes: FactChanges,
-) -> dict[str, SessionInfo]:
+) -> list[dict[str, Any]]:
+    """Deletes the session rows of stored Procedures and returns the rows to insert (the
+    caller adds their figures and inserts them)."""
     rows: list[dict[str, Any]] = []
     for procedure in procedures:
         body = _live(procedure)
@@ -131,8 +205,6 @@ def _write_sessions(
             changes.new_sessions[r["procedure_id"]] = r
         else:
             changes.rewritten.add(pair)
-    if rows:
-        bulk_insert(store.connection, _SESSION, rows)
     # Only a Procedure stored before can have repetitions that arrived ahead of it.
     updated = [r for r in rows if r["procedure_id"] not in first_versions]
     if updated:
@@ -158,7 +230,8 @@ def _write_sessions(
                 for r in updated
             ],
         )
-    return {row["procedure_id"]: session_info(row) for row in rows}
+    # Copies: `changes.new_sessions` keeps the rows as they are now.
+    return [dict(r) for r in rows]
 
 
 def _stored_sessions(store: ResourceStore, procedure_ids: set[str]) -> dict[str, SessionInfo]:
@@ -179,9 +252,10 @@ def _write_observation_facts(
     batch_sessions: dict[str, SessionInfo],
     batch_procedures: set[str],
     changes: FactChanges,
+    stale: set[str],
 ) -> None:
     ids = [o.id for o in observations if o.version_id != 1]
-    _delete_returning_pairs(store, _FACT, "observation_id", ids, changes)
+    stale.update(_delete_returning_pairs(store, _FACT, "observation_id", ids, changes))
     _delete_where(store, _PAIN, "observation_id", ids)
 
     parsed = []
@@ -238,6 +312,7 @@ def _write_observation_facts(
             changes.new_repetitions[r["procedure_id"]].append(r)
         else:  # a repetition of a session stored before changes that session's classification
             changes.rewritten.add(pair)
+            stale.add(r["procedure_id"])
     if fact_table_rows:
         bulk_insert(store.connection, _FACT, fact_table_rows)
     if pain_rows:

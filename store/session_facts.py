@@ -7,7 +7,7 @@ Contract violations raise `InvalidResource` naming the offending element.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from domain.codes import (
     SESSION_MEASURE_SYSTEM,
     SessionMeasure,
 )
+from domain.session_figures import RepetitionRow, pack_session, signed_64
 from store.errors import InvalidResource
 from store.fhir_dates import local_date, parse_instant, utc_offset_minutes
 from store.indexing import split_reference
@@ -292,3 +293,41 @@ def fact_rows(
         }
         for rep in observation.repetitions
     ]
+
+
+# The `session_fact` columns a session's figures are computed from.
+FIGURE_INPUTS = (
+    "procedure_id",
+    "repetition_index",
+    "pain",
+    "distance_cm",
+    "form_faults",
+    "peripheral_symptoms",
+)
+
+# `exercise_session`'s figure columns of a session whose figures are not computed.
+FIGURES_NOT_COMPUTED: Mapping[str, None] = {
+    "rated_repetitions": None,
+    "pain_code": None,
+    "repetition_counts": None,
+}
+
+
+def session_figures(facts: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
+    """`exercise_session`'s figure columns for a session's `session_fact` rows (all of them,
+    in any order; unrated ones are left out)."""
+    packed = pack_session(
+        RepetitionRow(
+            r["repetition_index"],
+            r["pain"],
+            r["distance_cm"],
+            bool(r["form_faults"]),
+            bool(r["peripheral_symptoms"]),
+        )
+        for r in facts
+    )
+    return {
+        "rated_repetitions": packed.rated,
+        "pain_code": None if packed.code is None else signed_64(packed.code),
+        "repetition_counts": packed.counts,
+    }

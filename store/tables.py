@@ -167,6 +167,9 @@ class SearchString(SQLModel, table=True):
 
 # --- narrow clinical facts, written in the same transaction as the resources they come from ---
 
+FAULTY_RATED = "form_faults IS NOT NULL AND pain IS NOT NULL"
+UNPACKED_SESSION = "pain_code IS NULL AND (rated_repetitions IS NULL OR rated_repetitions > 0)"
+
 
 class ExerciseSession(SQLModel, table=True):
     """One performed exercise session (a Procedure coded with a reptrend exercise)."""
@@ -174,6 +177,15 @@ class ExerciseSession(SQLModel, table=True):
     __tablename__ = "exercise_session"
     __table_args__ = (
         sa.Index("ix_exercise_session_patient", "tenant", "patient_id", "protocol", "started_at"),
+        # The sessions whose repetitions the cohort report reads (migration 0006): few once
+        # the figures are filled, so finding them scans no table.
+        sa.Index(
+            "ix_exercise_session_unpacked",
+            "tenant",
+            "procedure_id",
+            postgresql_where=sa.text(UNPACKED_SESSION),
+            sqlite_where=sa.text(UNPACKED_SESSION),
+        ),
     )
 
     tenant: str = _tenant()
@@ -187,6 +199,13 @@ class ExerciseSession(SQLModel, table=True):
     utc_offset_minutes: int | None = None
     ended_at: datetime | None = _utc(nullable=True)
     based_on: str | None = Field(default=None, max_length=140)
+    # The session's repetitions packed as the cohort report reads them
+    # (`domain.session_figures`), kept in step by the fact writer. `rated_repetitions` NULL:
+    # not computed (stored before migration 0006); `pain_code` NULL: not a regular session.
+    # Either way the report reads the session's repetitions instead.
+    rated_repetitions: int | None = None
+    pain_code: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger()))
+    repetition_counts: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger()))
 
 
 class SessionFact(SQLModel, table=True):
@@ -196,6 +215,15 @@ class SessionFact(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_session_fact_procedure", "tenant", "procedure_id"),
         sa.Index("ix_session_fact_patient", "tenant", "patient_id", "protocol"),
+        # The cohort report's form-fault counts (migration 0006): the few rows with a fault,
+        # read from the index alone on PostgreSQL.
+        sa.Index(
+            "ix_session_fact_faults",
+            "tenant",
+            postgresql_include=["procedure_id", "repetition_index", "form_faults"],
+            postgresql_where=sa.text(FAULTY_RATED),
+            sqlite_where=sa.text(FAULTY_RATED),
+        ),
     )
 
     tenant: str = _tenant()

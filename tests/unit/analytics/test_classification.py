@@ -110,6 +110,16 @@ def test_a_repetition_posted_twice_keeps_the_worse_report() -> None:
     assert (found["twice"]["n"], found["twice"]["peak"]) == (3, 5)
 
 
+def test_a_repetition_posted_twice_keeps_the_one_with_a_form_fault_whatever_the_row_order() -> None:
+    plain, faulty = Repetition(2, 3), Repetition(2, 3, form_faults=("hip-lift",))
+    rows = (Repetition(1, 2), plain, faulty, Repetition(3, 4))
+    found = _assess(
+        Session("fault-last", "p1", FLEXION, at(0), rows),
+        Session("fault-first", "p1", FLEXION, at(1), rows, row_order=(0, 2, 1, 3)),
+    )
+    assert found["fault-last"]["faulty_reps"] == found["fault-first"]["faulty_reps"] == 1
+
+
 def test_progressing_needs_a_distance_on_every_repetition_read_in_index_order() -> None:
     def with_distances(
         pid: str, distances: list[float | None], order: tuple[int, ...] | None = None
