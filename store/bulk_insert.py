@@ -91,8 +91,9 @@ def bulk_insert(
 ) -> None:
     """Insert `rows` (dicts keyed by column name; missing columns are NULL / autoincrement).
 
-    Two writers of the same resource version collide here or, when appends are deferred, at
-    the next statement or the commit: either way as `VersionConflict`.
+    Two writers of the same resource version collide here or, when appends are deferred, when
+    they are sent (at the latest at the end of `ResourceStore.write`): either way as
+    `VersionConflict`.
     """
     if not rows:
         return
@@ -215,7 +216,9 @@ def send_appends(connection: sa.Connection) -> None:
 
 def _insert_in_one_round_trip(raw: Any, batches: list[_Batch]) -> None:
     """Every batch as one statement: a multi-row INSERT per table, all but the last in
-    data-modifying CTEs. One round trip, and one prepared statement per write shape."""
+    data-modifying CTEs. One round trip, and one prepared statement per write shape. Each
+    batch is under `COPY_FROM_ROWS` rows, and a write makes a batch for a dozen tables at
+    most: thousands of parameters, far below PostgreSQL's 65,535."""
     shape = tuple((b.table, tuple(b.names), len(b.tuples)) for b in batches)
     with psycopg.RawCursor(raw) as cursor:
         cursor.execute(
