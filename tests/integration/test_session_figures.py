@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import date, timedelta
 from typing import Any
 
@@ -22,7 +23,9 @@ from cli.main import main
 from domain.session_figures import RepetitionRow, pack_session, signed_64
 from store import tables
 from store.bundles import process_transaction
+from store.database import create_engine
 from store.reindex import fill_session_figures
+from store.schema import upgrade
 from store.unit_of_work import UnitOfWork
 from tests.unit.analytics import fhir
 
@@ -257,3 +260,50 @@ def test_stored_figures_follow_every_change_to_the_repetitions(engine: Engine) -
 def test_the_source_finds_unpacked_sessions_by_the_partial_index_condition() -> None:
     # Word for word, or PostgreSQL's planner does not use the index.
     assert sources.UNPACKED_SESSION == tables.UNPACKED_SESSION
+
+
+@pytest.mark.postgres
+def test_concurrent_new_repetitions_of_one_session_all_count_in_its_figures(
+    postgres_url: str,
+) -> None:
+    # Each write recomputes the session's figures from the stored repetitions; it must see
+    # the others' (the session row is locked first), or the last to commit loses some.
+    upgrade(postgres_url)
+    engine = create_engine(postgres_url)
+    try:
+        _post_concurrently(engine)
+    finally:
+        engine.dispose()
+
+
+def _post_concurrently(engine: Engine) -> None:
+    start = _time(0)
+
+    def rep(index: int, pain: int) -> dict[str, Any]:
+        return fhir.put(fhir.repetition(f"r{index}", "p1", "s1", index, pain, start))
+
+    _post(
+        engine,
+        fhir.put(fhir.patient("p1")),
+        fhir.put(fhir.procedure("s1", "p1", "flexion-in-lying", start)),
+        rep(1, 2),
+    )
+    indices = range(2, 10)
+    barrier = threading.Barrier(len(indices))
+    errors: list[BaseException] = []
+
+    def post_one(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            _post(engine, rep(index, index % 11))
+        except BaseException as error:  # collected and asserted on below
+            errors.append(error)
+
+    threads = [threading.Thread(target=post_one, args=(i,)) for i in indices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    every = [(1, 2, None, False, False)] + [(i, i % 11, None, False, False) for i in indices]
+    assert _stored(engine)["s1"] == _expected(*every)
