@@ -232,23 +232,15 @@ def _assessed(
     return _Assessed(params, protocols, table, members, keys, assessed, loaded, roles)
 
 
-# The patient table's columns that the stop rule alone decides.
-STATUS_COLUMNS: Final = (
-    "patient_id",
-    "organization_id",
-    "protocol",
-    "status",
-    "sessions",
-    "first_session",
-    "last_session",
-    "holds",
-    "failed_retries",
-    "premature_retries",
-    "retries",
-    "tolerated_retries",
-    "hold_since",
-    "retry_from",
-    "retry_until",
+# The stop rule's state names two columns as the patient table does not.
+_STATE_TO_TABLE: Final = {"first_day": "first_session", "last_day": "last_session"}
+# The patient table's columns that the stop rule alone decides (and the patient's
+# organization), in the table's order.
+STATUS_COLUMNS: Final = tuple(
+    column
+    for column in PATIENT_TABLE_COLUMNS
+    if column == "organization_id"
+    or column in {_STATE_TO_TABLE.get(c, c) for c in stop_rule.STATE_COLUMNS}
 )
 
 
@@ -266,7 +258,7 @@ def stop_rule_statuses(
     members = front.members.with_columns(pl.col("patient_id").cast(front.keys.patients))
     return (
         states.join(members, on="patient_id", how="inner")
-        .rename({"first_day": "first_session", "last_day": "last_session"})
+        .rename(_STATE_TO_TABLE)
         .select(STATUS_COLUMNS)
         .with_columns(pl.col("patient_id", "protocol").cast(pl.String))
         .sort("patient_id", "protocol")
@@ -601,8 +593,7 @@ def _patient_table(
             readiness=pl.when(pl.col("protocol").is_in(readiness_protocols)).then(
                 pl.col("readiness").fill_null(Readiness.UNKNOWN.value)
             ),
-            first_session=pl.col("first_day"),
-            last_session=pl.col("last_day"),
+            **{table: pl.col(state) for state, table in _STATE_TO_TABLE.items()},
         )
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int32) for c in counts)
     )
