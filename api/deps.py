@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from api.settings import Settings
 from store.read_pool import ReadPool
@@ -83,6 +85,7 @@ class Database:
 
     engine: Engine
     read_pool: ReadPool | None
+    write_slots: anyio.CapacityLimiter
     tenant: str
 
     async def read_resource(
@@ -110,12 +113,21 @@ class Database:
             with UnitOfWork(self.engine, self.tenant, write=True) as uow:
                 return work(uow)
 
-        return await run_in_threadpool(run)
+        return await anyio.to_thread.run_sync(run, limiter=self.write_slots)
+
+
+def _write_slots(state: State) -> anyio.CapacityLimiter:
+    """The process's limiter of single-resource writes (`Settings.write_concurrency`), made
+    on first use: it belongs to the running event loop."""
+    slots: anyio.CapacityLimiter | None = getattr(state, "write_slots", None)
+    if slots is None:
+        slots = state.write_slots = anyio.CapacityLimiter(state.settings.write_concurrency)
+    return slots
 
 
 async def database(request: Request, client: CurrentClient) -> Database:
     state = request.app.state
-    return Database(state.engine, state.read_pool, client.tenant)
+    return Database(state.engine, state.read_pool, _write_slots(state), client.tenant)
 
 
 DatabaseDep = Annotated[Database, Depends(database)]

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     # Until SMART Backend Services lands every client acts for this tenant.
     default_tenant: str = Field(default="default", min_length=1, max_length=64)
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    # Single-resource writes (create, update) a process runs at once; more wait their turn
+    # on the event loop. A write holds the GIL for most of its time: a few at once keep the
+    # core busy while others wait on PostgreSQL, and more only take turns on the GIL, which
+    # stretches every one of them (and can draw pool connections beyond db_pool_size, each
+    # a new PostgreSQL backend).
+    write_concurrency: int = Field(default=4, ge=1, le=100)
     # After start-up, move everything alive to the collector's permanent generation (gc.freeze):
     # a full collection then no longer stalls every request in flight for ~40 ms. Off for
     # processes that build many apps (the test suite), where frozen garbage would pile up.

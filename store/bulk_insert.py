@@ -8,7 +8,9 @@ aware datetimes to UTC, booleans to integers on SQLite.
 On PostgreSQL a writing unit of work defers its appends (`defer_appends`): they wait until
 the next statement on the connection or the end of the store's write, and then go together,
 small ones as one INSERT statement (one round trip). A single create was fifteen round trips
-(a COPY is two) and is now three: BEGIN, the INSERT and COMMIT. Statement order is unchanged:
+(a COPY is two) and is now one: when the transaction has sent nothing else by its commit, that
+statement goes alone in autocommit (`send_appends_alone`), atomic as any single statement,
+instead of BEGIN, the INSERT and COMMIT. Statement order is unchanged:
 every other statement first sends what is waiting (`send_appends_first`, an engine event), so
 no read misses a row written before it.
 """
@@ -212,6 +214,28 @@ def send_appends(connection: sa.Connection) -> None:
                 small.append(batch)
         if small:
             _insert_in_one_round_trip(raw, small)
+
+
+def send_appends_alone(connection: sa.Connection) -> bool:
+    """At commit: when the transaction has sent nothing yet and what waits makes one
+    statement, send it in autocommit (its own transaction, committed durably as one) and
+    return True. BEGIN and COMMIT would be two more round trips, and the COMMIT that follows
+    has nothing left to do. False, sending nothing, otherwise."""
+    pending: list[_Batch] | None = connection.info.get(_PENDING)
+    if not pending or any(len(batch.tuples) >= COPY_FROM_ROWS for batch in pending):
+        return False
+    raw: Any = connection.connection.dbapi_connection
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    batches = pending[:]
+    pending.clear()
+    raw.autocommit = True
+    try:
+        with _version_conflicts():
+            _insert_in_one_round_trip(raw, batches)
+    finally:
+        raw.autocommit = False
+    return True
 
 
 def _insert_in_one_round_trip(raw: Any, batches: list[_Batch]) -> None:

@@ -280,8 +280,13 @@ class ResourceStore:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def write(self, writes: Sequence[Write]) -> list[WriteOutcome]:
-        """Validate, version, index and persist a batch; returns one outcome per write, in order."""
+    def write(self, writes: Sequence[Write], *, commit_next: bool = False) -> list[WriteOutcome]:
+        """Validate, version, index and persist a batch; returns one outcome per write, in order.
+
+        `commit_next`: the caller commits straight after, with no statement in between. The
+        rows then wait for the commit, so a write that made no statement of its own (a create
+        of a resource the decisions do not read around) commits as one statement in one
+        round trip (`UnitOfWork.commit`); a conflict then surfaces from the commit."""
         keys = [(w.type, w.id) for w in writes]
         if len(set(keys)) != len(keys):
             duplicate = next(k for k in keys if keys.count(k) > 1)
@@ -304,9 +309,10 @@ class ResourceStore:
             outcomes.append(self._version(write, existing.get(key), now, stamp))
         try:
             self._persist(writes, outcomes, replaced=set(existing))
-            # Sent here, so a conflict surfaces in the write that caused it (inside the
-            # caller's savepoint), not at some later statement.
-            send_appends(self.connection)
+            if not commit_next:
+                # Sent here, so a conflict surfaces in the write that caused it (inside the
+                # caller's savepoint), not at some later statement.
+                send_appends(self.connection)
         except BaseException:
             drop_appends(self.connection)
             raise

@@ -12,7 +12,7 @@ from types import TracebackType
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from store.bulk_insert import defer_appends, send_appends, stop_deferring
+from store.bulk_insert import defer_appends, send_appends, send_appends_alone, stop_deferring
 from store.database import WRITE_TRANSACTION
 from store.resource_store import Clock, ResourceStore, utc_now
 
@@ -68,7 +68,8 @@ class UnitOfWork:
         if self._transaction is None:
             raise RuntimeError("the unit of work is not open")
         assert self._connection is not None
-        send_appends(self._connection)
+        if not send_appends_alone(self._connection):
+            send_appends(self._connection)
         self._transaction.commit()
 
     def __exit__(

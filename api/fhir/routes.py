@@ -139,7 +139,7 @@ async def create(
 
 
 def _write_one(uow: UnitOfWork, write: Write) -> WriteOutcome:
-    outcome = uow.resources.write([write])[0]
+    outcome = uow.resources.write([write], commit_next=True)[0]
     uow.commit()
     return outcome
 

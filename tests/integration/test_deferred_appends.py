@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -88,3 +89,59 @@ def test_the_next_statement_sends_the_appends_waiting_before_it(engine: Engine) 
             assert connection.execute(count).scalar_one() == 2
         finally:
             stop_deferring(connection)
+
+
+def _frontend_messages(trace: str) -> list[str]:
+    """The kinds of message the client sent, from a libpq trace ("F 31 Query ...")."""
+    return [line.split("\t")[2].split(" ")[0] for line in trace.splitlines() if line[:1] == "F"]
+
+
+@pytest.mark.postgres
+def test_a_create_that_makes_no_statement_of_its_own_commits_in_one_round_trip(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    from store.database import create_engine
+    from store.schema import upgrade
+
+    upgrade(postgres_url)
+    engine = create_engine(postgres_url)
+    trace_file = tmp_path / "libpq.trace"
+    try:
+        with UnitOfWork(engine, write=True) as uow, trace_file.open("w") as trace:
+            pgconn = uow.connection.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                uow.resources.write([_create("alone")], commit_next=True)
+                uow.commit()
+            finally:
+                pgconn.untrace()
+        # One statement (Parse, Bind, Describe, Execute, Sync: one flush, one reply): no
+        # BEGIN and no COMMIT of their own.
+        sent = _frontend_messages(trace_file.read_text())
+        assert sent.count("Sync") == 1, sent
+        assert "Query" not in sent, sent
+        assert _version_ids(engine, "alone") == [1]
+        with UnitOfWork(engine) as uow:
+            assert uow.resources.read("Patient", "alone").version_id == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_conflict_left_for_the_commit_surfaces_there_and_leaves_no_trace(
+    engine: Engine,
+) -> None:
+    with UnitOfWork(engine, write=True) as uow:
+        uow.resources.write([_create("first")], commit_next=True)
+        uow.commit()
+    with UnitOfWork(engine, write=True) as uow, pytest.raises(VersionConflict):
+        # On PostgreSQL the rows wait for the commit; SQLite sends them in the write.
+        uow.resources.write([_create("second"), _create("first")], commit_next=True)
+        uow.commit()
+    assert _version_ids(engine, "first") == [1]
+    assert _version_ids(engine, "second") == []
+    # The pooled connection is back in its usual mode: a write it sends and never commits
+    # is rolled back.
+    with UnitOfWork(engine, write=True) as uow:
+        uow.resources.write([_create("rolled-back")])
+    assert _version_ids(engine, "rolled-back") == []
