@@ -15,8 +15,8 @@ from api.dashboard.routes import router as dashboard_router
 from api.errors import install_error_handlers
 from api.export_worker import start_export_worker
 from api.fhir.bulk_routes import router as bulk_router
+from api.fhir.hot_routes import HOT_ROUTES
 from api.fhir.negotiation import negotiate
-from api.fhir.routes import read_router
 from api.fhir.routes import router as fhir_router
 from api.fhir.search_routes import router as search_router
 from api.health import router as health_router
@@ -58,12 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.read_pool = read_pool
     install_error_handlers(app)
+    # The hot interactions first (their strict path segments take nothing else), then
+    # literal paths (/fhir/Patient/$export, /fhir/Patient/_history, ...) before the loose
+    # /fhir/{type}/{id} patterns that would otherwise swallow them.
+    app.router.routes.extend(HOT_ROUTES)
     app.include_router(health_router)
-    # Reads first (their strict path segments take nothing else), then literal paths
-    # (/fhir/Patient/$export, /fhir/Patient/_history, ...) before the loose /fhir/{type}/{id}
-    # patterns that would otherwise swallow them.
     fhir_rules = [Depends(negotiate)]
-    app.include_router(read_router, dependencies=fhir_rules)
     app.include_router(bulk_router, dependencies=fhir_rules)
     app.include_router(search_router, dependencies=fhir_rules)
     app.include_router(fhir_router, dependencies=fhir_rules)

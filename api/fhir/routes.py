@@ -38,11 +38,9 @@ from store.unit_of_work import UnitOfWork
 router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
 
 
-# Reads are most of the traffic: this router is included ahead of all others, so a read is
-# matched against two routes instead of twenty. Its strict path segments cannot take any other
-# route's path. Anything they do not match (a malformed id) still reaches the same handlers
-# through `router`, in their usual place, and is answered as before.
-read_router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse)
+# Creates, reads and vreads whose path segments are well formed are dispatched by
+# `api.fhir.hot_routes` before any of these routes, to the same handlers; the routes here
+# document them and answer the rest (a malformed id, say) as before.
 Body = Annotated[Any, Depends(fhir_json_body)]
 
 
@@ -64,7 +62,7 @@ def _resource_response(
         "Last-Modified": instant_text(resource.last_updated),
     }
     if written:
-        # What url_for("vread", ...) gives, without its walk over every route.
+        # The vread URL, built directly: url_for would walk every route.
         headers["Location"] = (
             f"{request.base_url}fhir/{resource.type}/{resource.id}/_history/{resource.version_id}"
         )
@@ -168,8 +166,7 @@ def update_conditionally(
     return _resource_response(request, outcome.resource, status, written=True)
 
 
-@router.get("/{type}/{id}", include_in_schema=False)
-@read_router.get("/{type:fhirtype}/{id:fhirid}", summary="Read the current version")
+@router.get("/{type}/{id}", summary="Read the current version")
 async def read(type: str, id: str, database: DatabaseDep) -> Response:
     _spec(type)
     return _json_response(await database.read_resource(type, id))
@@ -222,10 +219,7 @@ def history(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
     )
 
 
-@router.get("/{type}/{id}/_history/{vid}", include_in_schema=False)
-@read_router.get(
-    "/{type:fhirtype}/{id:fhirid}/_history/{vid}", summary="Read one version", name="vread"
-)
+@router.get("/{type}/{id}/_history/{vid}", summary="Read one version")
 async def vread(type: str, id: str, vid: int, database: DatabaseDep) -> Response:
     _spec(type)
     return _json_response(await database.read_resource(type, id, vid))
