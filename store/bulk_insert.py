@@ -84,7 +84,7 @@ def _converter(column: sa.Column[Any], dialect: str) -> Convert:
 @dataclass(frozen=True)
 class _Batch:
     table: str
-    names: list[str]
+    names: tuple[str, ...]
     tuples: list[Any]
 
 
@@ -112,12 +112,24 @@ def bulk_insert(
             _sqlite_insert(raw, batch)
 
 
+@lru_cache(maxsize=1024)
+def _layout(
+    dialect: str, table: sa.Table, keys: frozenset[str]
+) -> tuple[tuple[str, ...], itemgetter[Any], tuple[tuple[int, Convert], ...]]:
+    """The columns a batch with these row keys fills, in table order, and the converters
+    its values need: the same for every batch of one shape, so worked out once."""
+    names = tuple(c.name for c in table.columns if c.name in keys)
+    converters = [(i, _converter(table.c[n], dialect)) for i, n in enumerate(names)]
+    return (
+        names,
+        itemgetter(*names),
+        tuple((i, convert) for i, convert in converters if convert is not _identity),
+    )
+
+
 def _batch(dialect: str, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> _Batch:
     # Every row of one batch has the same keys; absent columns take their defaults.
-    names = [c.name for c in table.columns if c.name in rows[0]]
-    converters = [(i, _converter(table.c[n], dialect)) for i, n in enumerate(names)]
-    converters = [(i, convert) for i, convert in converters if convert is not _identity]
-    pick = itemgetter(*names)
+    names, pick, converters = _layout(dialect, table, frozenset(rows[0]))
     tuples: list[Any]
     tuples = [(pick(row),) for row in rows] if len(names) == 1 else [pick(row) for row in rows]
     if converters:
