@@ -23,15 +23,16 @@ from api.health import router as health_router
 from api.logging_setup import configure_logging
 from api.middleware import RequestContextMiddleware
 from api.settings import Settings, settings_from_environment
-from store.database import create_engine
-from store.read_pool import create_read_pool
+from store.database import create_engine, create_planning_engine
+from store.statement_pool import create_statement_pool
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_from_environment()
     configure_logging(settings.log_level)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    read_pool = create_read_pool(settings.database_url, size=settings.db_pool_size)
+    statement_pool = create_statement_pool(settings.database_url, size=settings.db_pool_size)
+    planning_engine = create_planning_engine(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,8 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         export_worker.stop()
         engine.dispose()
-        if read_pool is not None:
-            await read_pool.close()
+        if planning_engine is not None:
+            planning_engine.dispose()
+        if statement_pool is not None:
+            await statement_pool.close()
 
     app = FastAPI(
         title="reptrend",
@@ -56,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.read_pool = read_pool
+    app.state.statement_pool = statement_pool
+    app.state.planning_engine = planning_engine
     install_error_handlers(app)
     # The hot interactions first (their strict path segments take nothing else), then
     # literal paths (/fhir/Patient/$export, /fhir/Patient/_history, ...) before the loose

@@ -39,7 +39,17 @@ from store.tables import UTCDateTime
 # large saves more by COPY than its round trips cost.
 COPY_FROM_ROWS = 64
 _PENDING = "reptrend.pending_appends"
-_VERSIONED_TABLES = ("resource_version", "resource")
+_PLANNING = "reptrend.planning"
+# Tables keyed by a resource's id (and version): a duplicate in any of them is another writer
+# having written that resource first. One statement inserts into several of them at once,
+# in no order PostgreSQL promises, so any may be the one that reports it.
+_VERSIONED_TABLES = (
+    "resource_version",
+    "resource",
+    "exercise_session",
+    "session_fact",
+    "pain_report",
+)
 
 Convert = Callable[[Any], Any]
 
@@ -81,6 +91,20 @@ def _converter(column: sa.Column[Any], dialect: str) -> Convert:
     return _identity
 
 
+class StatementNeeded(Exception):
+    """A planning unit of work (`UnitOfWork(planning=True)`) reached a statement: the write
+    needs the database before its commit and has to run on a real transaction instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class OneStatement:
+    """A write's rows as one INSERT statement (PostgreSQL `$n` placeholders), to be sent in
+    autocommit: atomic, as any single statement, and durable once it returns."""
+
+    sql: str
+    params: list[Any]
+
+
 @dataclass(frozen=True)
 class _Batch:
     table: str
@@ -105,7 +129,7 @@ def bulk_insert(
         pending.append(batch)
         return
     raw: Any = connection.connection.dbapi_connection
-    with _version_conflicts():
+    with version_conflicts():
         if connection.dialect.name == "postgresql":
             _copy(raw, batch)
         else:
@@ -166,10 +190,11 @@ def _sqlite_insert(raw: Any, batch: _Batch) -> None:
 
 
 @contextmanager
-def _version_conflicts() -> Iterator[None]:
+def version_conflicts() -> Iterator[None]:
     """Maps a duplicate first or next version (another writer was first) to
     `VersionConflict`. Only first versions go into `resource` by insert, so a duplicate
-    there is the same race as one in `resource_version`."""
+    there is the same race as one in `resource_version`; so is a duplicate of the facts
+    keyed by the resource's id."""
     try:
         yield
     except (psycopg.IntegrityError, sqlite3.IntegrityError) as error:
@@ -199,6 +224,16 @@ def defer_appends(connection: sa.Connection) -> None:
 
 def stop_deferring(connection: sa.Connection) -> None:
     connection.info.pop(_PENDING, None)
+    connection.info.pop(_PLANNING, None)
+
+
+def refuse_statements(connection: sa.Connection) -> None:
+    """Until `stop_deferring`, any statement on this connection raises `StatementNeeded`
+    before anything is sent (appends wait, as `defer_appends` makes them)."""
+    if connection.dialect.name != "postgresql":
+        raise StatementNeeded("only PostgreSQL writes are planned")
+    connection.info[_PENDING] = []
+    connection.info[_PLANNING] = True
 
 
 def drop_appends(connection: sa.Connection) -> None:
@@ -217,7 +252,7 @@ def send_appends(connection: sa.Connection) -> None:
     batches = pending[:]
     pending.clear()
     raw: Any = connection.connection.dbapi_connection
-    with _version_conflicts():
+    with version_conflicts():
         small = []
         for batch in batches:
             if len(batch.tuples) >= COPY_FROM_ROWS:
@@ -225,7 +260,7 @@ def send_appends(connection: sa.Connection) -> None:
             else:
                 small.append(batch)
         if small:
-            _insert_in_one_round_trip(raw, small)
+            _execute(raw, _statement_of(small))
 
 
 def send_appends_alone(connection: sa.Connection) -> bool:
@@ -239,27 +274,42 @@ def send_appends_alone(connection: sa.Connection) -> bool:
     raw: Any = connection.connection.dbapi_connection
     if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
-    batches = pending[:]
-    pending.clear()
+    statement = take_one_statement(connection)
+    assert statement is not None
     raw.autocommit = True
     try:
-        with _version_conflicts():
-            _insert_in_one_round_trip(raw, batches)
+        with version_conflicts():
+            _execute(raw, statement)
     finally:
         raw.autocommit = False
     return True
 
 
-def _insert_in_one_round_trip(raw: Any, batches: list[_Batch]) -> None:
+def take_one_statement(connection: sa.Connection) -> OneStatement | None:
+    """What waits, taken off the connection as one statement; None (and nothing taken) when
+    nothing waits or a batch is large enough for COPY."""
+    pending: list[_Batch] | None = connection.info.get(_PENDING)
+    if not pending or any(len(batch.tuples) >= COPY_FROM_ROWS for batch in pending):
+        return None
+    statement = _statement_of(pending)
+    pending.clear()
+    return statement
+
+
+def _statement_of(batches: Sequence[_Batch]) -> OneStatement:
     """Every batch as one statement: a multi-row INSERT per table, all but the last in
     data-modifying CTEs. One round trip, and one prepared statement per write shape. Each
     batch is under `COPY_FROM_ROWS` rows, and a write makes a batch for a dozen tables at
     most: thousands of parameters, far below PostgreSQL's 65,535."""
-    shape = tuple((b.table, tuple(b.names), len(b.tuples)) for b in batches)
+    shape = tuple((b.table, b.names, len(b.tuples)) for b in batches)
+    return OneStatement(
+        _one_statement(shape), [v for b in batches for values in b.tuples for v in values]
+    )
+
+
+def _execute(raw: Any, statement: OneStatement) -> None:
     with psycopg.RawCursor(raw) as cursor:
-        cursor.execute(
-            _one_statement(shape), [v for b in batches for values in b.tuples for v in values]
-        )
+        cursor.execute(statement.sql, statement.params)
 
 
 @lru_cache(maxsize=512)
@@ -284,6 +334,8 @@ def send_appends_first(engine: Engine) -> None:
     deletes and upserts see them and statements run in the order they were made."""
 
     def before_statement(connection: sa.Connection, *_args: Any) -> None:
+        if connection.info.get(_PLANNING):
+            raise StatementNeeded("this write makes a statement before its commit")
         if connection.info.get(_PENDING):
             send_appends(connection)
 

@@ -80,6 +80,29 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
     return engine
 
 
+def create_planning_engine(url: str) -> Engine | None:
+    """On PostgreSQL, an engine of one connection that planned writes run on
+    (`store.unit_of_work.plan_write`) and that sends nothing: they refuse every statement,
+    and their one statement goes out on an async connection. Checking it out never waits
+    for a pool. Used from one thread (the event loop's); None on SQLite."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    engine = sa.create_engine(
+        url,
+        json_serializer=_dump_json,
+        json_deserializer=orjson.loads,
+        poolclass=sa.pool.StaticPool,
+        connect_args={}
+        if "application_name" in parsed.query
+        else {"application_name": APPLICATION_NAME},
+    )
+    sa.event.listen(engine, "checkout", _refuse_closed_connection)
+    send_appends_first(engine)
+    return engine
+
+
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Make the pool replace a pooled connection the server has closed.
 

@@ -5,7 +5,7 @@ writes, bundles). A GET only passes the body on, so here it is fetched as text a
 bytes, with the version and time for ETag and Last-Modified from the same row. Every statement
 filters by tenant, as everywhere.
 
-On PostgreSQL the API reads on a psycopg AsyncConnection in autocommit from a `ReadPool`
+On PostgreSQL the API reads on a psycopg AsyncConnection in autocommit from a `StatementPool`
 (`read_resource_json_async`): a single SELECT needs no transaction, so it is one round trip,
 awaited on the event loop without a thread-pool hop. On SQLite it reads in a unit of work
 (`read_resource_json`).

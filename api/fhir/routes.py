@@ -132,7 +132,7 @@ async def create(
         return _resource_response(request, resource, 201 if created else 200, written=True)
     resource_id = new_resource_id()
     write = Write(Method.CREATE, type, resource_id, {**body, "id": resource_id})
-    outcome = await database.write(lambda uow: _write_one(uow, write))
+    outcome = await database.write(lambda uow: _write_one(uow, write), plannable=True)
     return _resource_response(request, outcome.resource, 201, written=True)
 
 

@@ -40,7 +40,7 @@ def test_no_more_writes_run_at_once_than_the_process_has_slots_for(
         return uow.tenant
 
     async def main() -> list[str]:
-        database = Database(engine, None, anyio.CapacityLimiter(2), "clinic-a")
+        database = Database(engine, None, None, anyio.CapacityLimiter(2), "clinic-a")
         return await asyncio.gather(*(database.write(work) for _ in range(8)))
 
     try:

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from store.database import create_engine
-from store.read_pool import libpq_conninfo
 from store.resource_store import Method, Write
 from store.schema import upgrade
+from store.statement_pool import libpq_conninfo
 from store.unit_of_work import UnitOfWork
 
 
