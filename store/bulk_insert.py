@@ -43,12 +43,19 @@ _PLANNING = "reptrend.planning"
 # Tables keyed by a resource's id (and version): a duplicate in any of them is another writer
 # having written that resource first. One statement inserts into several of them at once,
 # in no order PostgreSQL promises, so any may be the one that reports it.
-_VERSIONED_TABLES = (
-    "resource_version",
-    "resource",
-    "exercise_session",
-    "session_fact",
-    "pain_report",
+_VERSIONED_TABLES = frozenset(
+    {
+        "resource_version",
+        "resource",
+        "search_token",
+        "search_reference",
+        "search_date",
+        "search_quantity",
+        "search_string",
+        "exercise_session",
+        "session_fact",
+        "pain_report",
+    }
 )
 
 Convert = Callable[[Any], Any]

@@ -103,6 +103,8 @@ def index_resource(
 
 # One function per parameter type, each appending its rows as plain dict literals: this runs
 # for every parameter path of every resource written, so no per-value dispatch on the type.
+# `rows` holds one resource's rows, so a row's ordinal (its key with the resource) is the
+# number of rows before it in its table.
 Indexer = Callable[[IndexRows, str, str, str, str, list[Any]], None]
 
 
@@ -116,6 +118,7 @@ def _add_tokens(
                     "tenant": tenant,
                     "type": type_,
                     "resource_id": rid,
+                    "ordinal": len(rows.token),
                     "param": name,
                     "system": system,
                     "code": code,
@@ -139,6 +142,7 @@ def _reference_adder(targets: tuple[str, ...]) -> Indexer:
                     "tenant": tenant,
                     "type": type_,
                     "resource_id": rid,
+                    "ordinal": len(rows.reference),
                     "param": name,
                     "target_type": target_type,
                     "target_id": target_id,
@@ -163,6 +167,7 @@ def _add_dates(
                 "tenant": tenant,
                 "type": type_,
                 "resource_id": rid,
+                "ordinal": len(rows.date),
                 "param": name,
                 "low": low,
                 "high": high,
@@ -179,13 +184,22 @@ def _add_quantities(
             rows.quantity.append(
                 {
                     **base,
+                    "ordinal": len(rows.quantity),
                     "value": float(value["value"]),
                     "system": value.get("system"),
                     "code": value.get("code") or value.get("unit"),
                 }
             )
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            rows.quantity.append({**base, "value": float(value), "system": None, "code": None})
+            rows.quantity.append(
+                {
+                    **base,
+                    "ordinal": len(rows.quantity),
+                    "value": float(value),
+                    "system": None,
+                    "code": None,
+                }
+            )
 
 
 def _add_strings(
@@ -194,7 +208,9 @@ def _add_strings(
     base = {"tenant": tenant, "type": type_, "resource_id": rid, "param": name}
     for value in values:
         for text in _strings(value):
-            rows.string.append({**base, "value": text.casefold(), "exact": text})
+            rows.string.append(
+                {**base, "ordinal": len(rows.string), "value": text.casefold(), "exact": text}
+            )
 
 
 def _indexer(param: SearchParam) -> Indexer:

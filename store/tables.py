@@ -41,6 +41,19 @@ def _tenant() -> Any:
     return Field(sa_column=sa.Column("tenant", sa.String(64), primary_key=True))
 
 
+def _key(name: str) -> Any:
+    return Field(sa_column=sa.Column(name, sa.String(64), primary_key=True))
+
+
+def _ordinal() -> Any:
+    """A search row's place among its resource's rows in its table: with the resource, the
+    row's key. Keyed by its resource, a search row needs no serial key of its own (one
+    b-tree and a sequence step fewer per row, and the resource's rows are found by the key)."""
+    return Field(
+        sa_column=sa.Column("ordinal", sa.Integer(), primary_key=True, autoincrement=False)
+    )
+
+
 def _utc(nullable: bool = False, index: bool = False) -> Any:
     return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
 
@@ -83,13 +96,12 @@ class SearchToken(SQLModel, table=True):
     __tablename__ = "search_token"
     __table_args__ = (
         sa.Index("ix_search_token_lookup", "tenant", "type", "param", "code", "system"),
-        sa.Index("ix_search_token_resource", "tenant", "type", "resource_id"),
     )
 
-    row: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    type: str = Field(max_length=64)
-    resource_id: str = Field(max_length=64)
+    tenant: str = _tenant()
+    type: str = _key("type")
+    resource_id: str = _key("resource_id")
+    ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     system: str | None = None
     code: str
@@ -99,13 +111,12 @@ class SearchReference(SQLModel, table=True):
     __tablename__ = "search_reference"
     __table_args__ = (
         sa.Index("ix_search_reference_lookup", "tenant", "type", "param", "target_id"),
-        sa.Index("ix_search_reference_resource", "tenant", "type", "resource_id"),
     )
 
-    row: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    type: str = Field(max_length=64)
-    resource_id: str = Field(max_length=64)
+    tenant: str = _tenant()
+    type: str = _key("type")
+    resource_id: str = _key("resource_id")
+    ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     target_type: str | None = Field(default=None, max_length=64)
     target_id: str
@@ -113,15 +124,12 @@ class SearchReference(SQLModel, table=True):
 
 class SearchDate(SQLModel, table=True):
     __tablename__ = "search_date"
-    __table_args__ = (
-        sa.Index("ix_search_date_lookup", "tenant", "type", "param", "low", "high"),
-        sa.Index("ix_search_date_resource", "tenant", "type", "resource_id"),
-    )
+    __table_args__ = (sa.Index("ix_search_date_lookup", "tenant", "type", "param", "low", "high"),)
 
-    row: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    type: str = Field(max_length=64)
-    resource_id: str = Field(max_length=64)
+    tenant: str = _tenant()
+    type: str = _key("type")
+    resource_id: str = _key("resource_id")
+    ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     low: datetime = _utc()
     high: datetime = _utc()
@@ -131,15 +139,12 @@ class SearchQuantity(SQLModel, table=True):
     """Numbers and quantities (value, with unit system and code when there is one)."""
 
     __tablename__ = "search_quantity"
-    __table_args__ = (
-        sa.Index("ix_search_quantity_lookup", "tenant", "type", "param", "value"),
-        sa.Index("ix_search_quantity_resource", "tenant", "type", "resource_id"),
-    )
+    __table_args__ = (sa.Index("ix_search_quantity_lookup", "tenant", "type", "param", "value"),)
 
-    row: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    type: str = Field(max_length=64)
-    resource_id: str = Field(max_length=64)
+    tenant: str = _tenant()
+    type: str = _key("type")
+    resource_id: str = _key("resource_id")
+    ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     value: float
     system: str | None = None
@@ -150,15 +155,12 @@ class SearchString(SQLModel, table=True):
     """Strings, normalised (case-folded) for FHIR's default starts-with matching."""
 
     __tablename__ = "search_string"
-    __table_args__ = (
-        sa.Index("ix_search_string_lookup", "tenant", "type", "param", "value"),
-        sa.Index("ix_search_string_resource", "tenant", "type", "resource_id"),
-    )
+    __table_args__ = (sa.Index("ix_search_string_lookup", "tenant", "type", "param", "value"),)
 
-    row: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    type: str = Field(max_length=64)
-    resource_id: str = Field(max_length=64)
+    tenant: str = _tenant()
+    type: str = _key("type")
+    resource_id: str = _key("resource_id")
+    ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     value: str
     # The text as written, for :exact (case-sensitive); `value` serves the index lookups.

@@ -79,3 +79,29 @@ def test_migrating_a_sqlite_file_in_a_folder_that_does_not_exist_yet_creates_it(
     engine = create_engine(url)
     require_migrated(engine)
     engine.dispose()
+
+
+def test_search_rows_indexed_before_0007_are_numbered_within_their_resource(
+    migrated_url: str,
+) -> None:
+    downgrade(migrated_url, "0006")
+    engine = create_engine(migrated_url)
+    insert = sa.text(
+        "INSERT INTO search_token (tenant, type, resource_id, param, system, code) "
+        "VALUES ('default', 'Patient', :rid, 'identifier', NULL, :code)"
+    )
+    with engine.begin() as connection:
+        for rid, code in [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")]:
+            connection.execute(insert, {"rid": rid, "code": code})
+    upgrade(migrated_url)
+    numbered = sa.text("SELECT resource_id, ordinal, code FROM search_token ORDER BY 1, 2")
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(numbered)]
+    assert rows == [("a", 0, "1"), ("a", 1, "2"), ("a", 2, "3"), ("b", 0, "1"), ("b", 1, "2")]
+    # And back: the serial key numbers the rows again, and a new row takes the next one.
+    downgrade(migrated_url, "0006")
+    with engine.begin() as connection:
+        connection.execute(insert, {"rid": "c", "code": "1"})
+        keys = connection.execute(sa.text("SELECT row FROM search_token ORDER BY row")).scalars()
+        assert list(keys) == [1, 2, 3, 4, 5, 6]
+    engine.dispose()
