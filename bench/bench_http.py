@@ -32,7 +32,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,19 @@ def pain_observation(patient: str, day: int, pain: int) -> dict[str, Any]:
     }
 
 
+def connections_per_process(port: int) -> str:
+    """How the established connections to `port` are spread over the processes serving it,
+    most first ("9/7"): the kernel hands each new connection to whichever worker accepts
+    first, and a worker keeps it, so one may serve twice the clients of another."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    counts = Counter(re.findall(r"pid=(\d+)", listing))
+    return "/".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
+
+
 def run_wrk(base: str, script: Path, threads: int, connections: int, seconds: float) -> Any:
     command = [
         "wrk",
@@ -126,13 +141,20 @@ def run_wrk(base: str, script: Path, threads: int, connections: int, seconds: fl
         base,
     ]
     before = os.times()
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    wrk = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # wrk opens its connections at once; each server worker keeps the ones it accepted.
+    time.sleep(min(1.0, seconds / 2))
+    split = connections_per_process(int(base.rsplit(":", 1)[1]))
+    output, _ = wrk.communicate()
     after = os.times()
+    if wrk.returncode:
+        raise RuntimeError(f"wrk failed:\n{output}")
     match = re.search(r"^RESULT (.*)$", output, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{output}")
     result = orjson.loads(match.group(1))
     result["rate"] = result["requests"] / result["seconds"]
+    result["split"] = split
     spent = after.children_user + after.children_system
     result["wrk_cpu_ms"] = 1000 * (spent - before.children_user - before.children_system)
     if result["errors"]:
@@ -220,7 +242,8 @@ def measure(
     service.results.setdefault(kind, []).append(result)
     print(
         f"  {service.label} {kind}: {result['rate']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-        f"p99 {result['p99_ms']:.1f} ms ({requests} requests); CPU per request: "
+        f"p99 {result['p99_ms']:.1f} ms ({requests} requests, connections per worker "
+        f"{result['split']}); CPU per request: "
         f"server {result['server_cpu_ms']:.2f} ms, PostgreSQL backends "
         f"{result['pg_cpu_ms']:.2f} ms, wrk {result['wrk_cpu_ms']:.2f} ms; "
         f"2-core capacity {result['capacity']:,.0f}/s; PostgreSQL backends started "
@@ -240,7 +263,8 @@ def summary(service: Service) -> None:
             f"{service.label} {kind}: median {median('rate'):,.0f} req/s, "
             f"p50 {median('p50_ms'):.1f} ms, p99 {median('p99_ms'):.1f} ms "
             f"(runs: {', '.join(format(r['rate'], ',.0f') for r in runs)} req/s; "
-            f"p99 {', '.join(format(r['p99_ms'], '.1f') for r in runs)} ms); "
+            f"p99 {', '.join(format(r['p99_ms'], '.1f') for r in runs)} ms; "
+            f"connections per worker {', '.join(r['split'] for r in runs)}); "
             f"CPU per request: server {median('server_cpu_ms'):.2f} ms, "
             f"PostgreSQL {median('pg_cpu_ms'):.2f} ms; "
             f"2-core capacity {median('capacity'):,.0f}/s"
