@@ -140,9 +140,9 @@ def _has_fault() -> pl.Expr:
     return pl.col("form_faults").str.len_bytes() > 0
 
 
-def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFrame:
-    """One row per session key: n, the packed pain `code`, the index `mark`, `check_sum` and
-    the packed `counts`; `regular` says whether the fast path's figures can be trusted."""
+def _packed_rows(repetitions: pl.LazyFrame, exact: bool) -> pl.LazyFrame:
+    """One row per repetition: its session key, the shares of the packed sums it adds (its
+    pain in its index's slot, its index's mark, its counts) and, for hashed keys, the check."""
     index = pl.col("repetition_index")
     slot = index.clip(0, PACKED_SLOTS + 1)
     key = pl.col("session_key")
@@ -150,7 +150,7 @@ def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFr
     distance = pl.col("distance_cm")
     previous = distance.shift(1)
     check = not numbered(repetitions)  # a number the source gave cannot collide
-    rows = (
+    return (
         keyed(repetitions, exact)
         .with_columns(_same=(key == key.shift(1)).fill_null(False))
         .select(
@@ -166,9 +166,25 @@ def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFr
             + _field(pl.col("peripheral_symptoms"), layout.PERIPHERAL),
         )
     )
+
+
+def _with_regular(packed: pl.LazyFrame) -> pl.LazyFrame:
     n = pl.col("n")
-    return (
-        rows.group_by("session_key")
+    return packed.with_columns(
+        regular=(n <= PACKED_SLOTS)
+        & (pl.col("mark") == pl.lit(2, _U64).pow(n.cast(_U64)) - 1)
+        # Distances are read in row order: then the rows must be one run, in order.
+        & ((_count(layout.NO_DISTANCE) == n) | (_count(layout.BREAKS) == 1))
+    )
+
+
+def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFrame:
+    """One row per session key: n, the packed pain `code`, the index `mark`, `check_sum` and
+    the packed `counts`; `regular` says whether the fast path's figures can be trusted."""
+    check = not numbered(repetitions)
+    packed = (
+        _packed_rows(repetitions, exact)
+        .group_by("session_key")
         .agg(
             n=pl.len().cast(pl.Int32),
             check_sum=pl.col("_check").sum() if check else pl.lit(None, _U64),
@@ -176,13 +192,43 @@ def packed_sessions(repetitions: pl.LazyFrame, exact: bool = False) -> pl.LazyFr
             mark=pl.col("_mark").sum(),
             counts=pl.col("_counts").sum(),
         )
-        .with_columns(
-            regular=(n <= PACKED_SLOTS)
-            & (pl.col("mark") == pl.lit(2, _U64).pow(n.cast(_U64)) - 1)
-            # Distances are read in row order: then the rows must be one run, in order.
-            & ((_count(layout.NO_DISTANCE) == n) | (_count(layout.BREAKS) == 1))
-        )
     )
+    return _with_regular(packed)
+
+
+def _packed_runs(repetitions: pl.LazyFrame) -> pl.LazyFrame:
+    """`packed_sessions` of numbered repetitions stored one session after another (each
+    session's rows together, sessions in ascending number), without grouping: each sum is a
+    difference of running sums taken at the last row of each run of equal numbers (64-bit
+    sums wrap, so differences are exact). Rows in session order, one per run: a number that
+    is not strictly above the one before proves the rows were not in that order, and then the
+    result must not be used (`session_figures` checks)."""
+    key = pl.col("session_key")
+    sums = ("_code", "_mark", "_counts")
+    ends = (
+        _packed_rows(repetitions, exact=False)
+        .with_columns(pl.col(sums).cum_sum(), _row=pl.int_range(pl.len(), dtype=pl.Int64))
+        .filter((key != key.shift(-1)).fill_null(True))
+    )
+
+    def own(column: str, before: int = 0) -> pl.Expr:
+        return pl.col(column) - pl.col(column).shift(1, fill_value=before)
+
+    packed = ends.select(
+        "session_key",
+        n=own("_row", -1).cast(pl.Int32),
+        check_sum=pl.lit(None, _U64),
+        code=own("_code"),
+        mark=own("_mark"),
+        counts=own("_counts"),
+    )
+    return _with_regular(packed)
+
+
+def _in_session_order(packed: pl.DataFrame) -> bool:
+    """Whether `_packed_runs` met every session in one run: numbers strictly ascending."""
+    key = pl.col("session_key")
+    return bool(packed.select((key > key.shift(1)).fill_null(True).all()).item())
 
 
 def _slot(k: int) -> pl.Expr:
@@ -374,19 +420,42 @@ def session_figures(
     them; a file might hold them) and are left out. `stored`: the packed figures a source
     kept for sessions whose repetitions are not in `repetitions`.
     """
+    return figures_and_faults(repetitions, exact, stored)[0]
+
+
+def figures_and_faults(
+    repetitions: pl.LazyFrame,
+    exact: bool = False,
+    stored: pl.LazyFrame | None = None,
+    faulty: pl.LazyFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`session_figures`, and `faulty` (a query over the same source, the rated rows with a
+    form fault for the fault counts) collected with it, so the source is read once.
+
+    Numbered repetitions (a star-layout source) are usually stored in session order: their
+    sums are then taken over runs of rows (`_packed_runs`, about a third less CPU than
+    grouping 10M rows), and grouped only when the runs prove they were not in that order.
+    """
     rated = repetitions.filter(pl.col("pain").is_between(PAIN_MIN, PAIN_MAX))
-    packed_rows = packed_sessions(rated, exact)
+    runs = numbered(rated) and stored is None
+    packed_rows = _packed_runs(rated) if runs else packed_sessions(rated, exact)
     if stored is not None:
         packed_rows = pl.concat([stored_packed(stored, exact), packed_rows], how="vertical_relaxed")
-    packed = packed_rows.collect()
+    if faulty is None:
+        packed, faults = packed_rows.collect(), None
+    else:
+        packed, faults = pl.collect_all([packed_rows, faulty])
+    if runs and not _in_session_order(packed):
+        packed = packed_sessions(rated, exact).collect()
     fast = figures_from_packed(packed.lazy()).collect()
     irregular = packed.filter(~pl.col("regular")).select("session_key")
     if irregular.height == 0:
-        return fast
+        return fast, faults
     slow = figures_from_ordered(
         ordered_repetitions(general_rows(rated, irregular, exact)), exact
     ).collect()
-    return pl.concat([fast, slow.cast(dict(fast.schema))], how="vertical")  # type: ignore[arg-type]
+    figures = pl.concat([fast, slow.cast(dict(fast.schema))], how="vertical")  # type: ignore[arg-type]
+    return figures, faults
 
 
 def general_rows(

@@ -122,6 +122,23 @@ class _Keys:
         return encoded.filter(pl.col("patient_id").is_not_null())
 
 
+def _rule(table: pl.DataFrame, column: str) -> pl.Expr:
+    """The parameter `column` of each row's protocol, looked up by its code (`table` is in
+    code order): the sessions keep no copy of their protocol's parameters, and need no join."""
+    return pl.lit(table[column]).gather(pl.col("protocol").to_physical()).alias(column)
+
+
+def _rules(table: pl.DataFrame, *columns: str) -> list[pl.Expr]:
+    return [_rule(table, column) for column in columns]
+
+
+def _of(table: pl.DataFrame, condition: pl.Expr) -> pl.Expr:
+    """Whether each row's protocol meets `condition` (over the parameter table's columns)."""
+    return pl.lit(table.select(condition.alias("_of")).to_series()).gather(
+        pl.col("protocol").to_physical()
+    )
+
+
 # What the form-fault counts read of a repetition.
 _FAULT_COLUMNS: Final = ("repetition_index", "form_faults")
 
@@ -132,7 +149,7 @@ class _Sessions:
 
     extension: pl.DataFrame  # every member's extension sessions (patient, protocol, day, start)
     repetitions: pl.LazyFrame  # the cohort's repetitions (but those of stored figures)
-    faulty: pl.LazyFrame  # the cohort's repetitions' form faults (`_faulty`)
+    faulty: pl.LazyFrame  # the cohort's repetitions' form faults (`_figures`), only those with one
     general: pl.DataFrame  # session keys of the sessions off the fast path
     exact: bool  # session keys are the procedure ids themselves
 
@@ -143,8 +160,9 @@ def _sessions(
     """The cohort's non-extension sessions, classified, and the rest the metrics read."""
     repetitions, stored, faulty = facts.repetitions, facts.stored_figures, facts.faulty_repetitions
     if cohort.everyone:
-        # The largest step first, while nothing else is held in memory.
-        figures = classification.session_figures(repetitions, stored=stored)
+        # The largest step first, while nothing else is held in memory; the rows with a form
+        # fault in the same read.
+        figures, faults = _figures(repetitions, stored, faulty)
     member_sessions = keys.encode(facts.sessions.filter(pl.col("local_date") <= as_of))
     if classification.numbered(facts.sessions):
         # Numbered sessions need no procedure id: it only orders sessions of one protocol
@@ -172,25 +190,33 @@ def _sessions(
         if stored is not None and faulty is not None:
             stored = stored.join(members, on=session, how="semi")
             faulty = faulty.join(members, on=session, how="semi")
-        figures = classification.session_figures(repetitions, stored=stored)
+        figures, faults = _figures(repetitions, stored, faulty)
     assessed = _assess(sessions, figures, table)
     if classification.has_key_collision(assessed):
         figures = classification.session_figures(repetitions, exact=True, stored=stored)
         assessed = _assess(sessions, figures, table)
-    return assessed, _Sessions(
+    return assessed.drop("key_collision"), _Sessions(
         extension=extension,
         repetitions=repetitions,
-        faulty=_faulty(repetitions, faulty),
+        faulty=faults.lazy(),
         general=figures.filter(pl.col("code").is_null()).select("session_key"),
         exact=figures.schema["session_key"] == pl.String,
     )
 
 
-def _faulty(repetitions: pl.LazyFrame, faulty: pl.LazyFrame | None) -> pl.LazyFrame:
-    """What the form-fault counts read: the source's faulty repetitions of every session
-    when it stores figures (then `repetitions` lacks those sessions'), else `repetitions`."""
+def _figures(
+    repetitions: pl.LazyFrame, stored: pl.LazyFrame | None, faulty: pl.LazyFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`classification.session_figures`, and the rows the form-fault counts read: the
+    source's faulty repetitions of every session when it stores figures (then `repetitions`
+    lacks those sessions'), else those of `repetitions`, read with the figures."""
     columns = (classification.session_id(repetitions), *_FAULT_COLUMNS)
-    return (repetitions if faulty is None else faulty).select(columns)
+    rows = (repetitions if faulty is None else faulty).select(columns)
+    figures, faults = classification.figures_and_faults(
+        repetitions, stored=stored, faulty=rows.filter(pl.col("form_faults").is_not_null())
+    )
+    assert faults is not None
+    return figures, faults
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +247,15 @@ def _assessed(
             "protocol",
         )
     protocols = pl.Enum(list(params))
-    table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols))
+    # In code order, so a session's protocol code is its protocol's row (`_rule`).
+    table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols)).sort("protocol")
     members = cohort_patients(facts, cohort, as_of).collect()
     keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
     assessed, loaded = _sessions(facts, cohort, as_of, table, keys)
-    roles = _roles(assessed)
+    roles = _roles(assessed, table)
     if classification.numbered(facts.sessions) and stop_rule.has_tied_starts(roles):
         assessed = _with_procedure_ids(assessed, facts.sessions)
-        roles = _roles(assessed)
+        roles = _roles(assessed, table)
     return _Assessed(params, protocols, table, members, keys, assessed, loaded, roles)
 
 
@@ -288,7 +315,9 @@ def cohort_report(
     # Lazily, so a filter copies the three columns it keeps, not every column.
     unchecked = pl.concat(
         [
-            assessed.lazy().filter(~pl.col("stop_rule")).select(stop_rule.PATIENT_PROTOCOL_DAY),
+            assessed.lazy()
+            .filter(~_of(table, pl.col("stop_rule")))
+            .select(stop_rule.PATIENT_PROTOCOL_DAY),
             loaded.extension.lazy()
             .filter(pl.col("protocol") == cohort.protocol if cohort.protocol else pl.lit(True))
             .select(stop_rule.PATIENT_PROTOCOL_DAY),
@@ -302,15 +331,15 @@ def cohort_report(
     )
     rated_flexion = (
         trends.session_weeks(
-            assessed.lazy().filter((pl.col("category") == FLEXION) & (pl.col("n") >= 1))
+            assessed.lazy().filter(_of(table, pl.col("category") == FLEXION) & (pl.col("n") >= 1))
         )
         .select(_RATED_COLUMNS)
         .collect()
     )
     pain_reports = keys.encode(facts.pain_reports).collect()
     outcomes = pain_outcomes(pain_reports.lazy(), as_of).collect()
-    extension = _extension(assessed, loaded.extension)
-    started = _started_before_ready(assessed, pain_reports, params)
+    extension = _extension(assessed, loaded.extension, table)
+    started = _started_before_ready(states, pain_reports, params)
     # Faults are rare: count them over the rows that have one, then keep those of the
     # cohort's sessions with a faulty repetition (a sixth of them: a smaller join).
     faults = (
@@ -333,6 +362,7 @@ def cohort_report(
         started=started,
         readiness_now=_readiness_now(pain_reports, as_of, params, protocols),
         outcomes=outcomes,
+        table=table,
     )
     summary = {
         "cohort": {**cohort.as_dict(), "patients": members.height},
@@ -341,7 +371,7 @@ def cohort_report(
         **_response_summary(rated_flexion),
         **_trend_summary(rated_flexion, loaded.repetitions, loaded.general, loaded.exact),
         **_stop_rule_summary(roles, holds, resumed, patient_table),
-        **_adherence_summary(assessed, holds, extension, started),
+        **_adherence_summary(assessed, holds, extension, started, table),
         "form_faults": _fault_summary(rated_flexion, faults),
         "progression": rate(
             int(rated_flexion["progressing"].sum() or 0),
@@ -360,26 +390,18 @@ def cohort_report(
     return CohortReport(summary, patient_table)
 
 
-# The parameters each session row carries; the readiness ones are read once per protocol.
+# The parameters classification and dosage read per session (the others are looked up by
+# protocol code where a metric needs them, `_rule`).
 _RULE_COLUMNS: Final = (
     "protocol",
-    "category",
-    "stop_rule",
     "stop_rule_mode",
     "worsening_min_rise",
     "worsening_min_rises",
     "slope_threshold",
     "severe_pain",
-    "retry_min_days",
-    "retry_max_days",
-    "max_failed_retries",
     "min_reps",
     "max_reps",
-    "min_sessions_per_day",
-    "max_sessions_per_day",
     "dosage_checked",
-    "requires_extension_after",
-    "extension_within_minutes",
 )
 
 
@@ -392,17 +414,6 @@ _ASSESSED_COLUMNS: Final = (
     "started_at",
     "ended_at",
     "session_key",
-    "key_collision",
-    "category",
-    "stop_rule",
-    "retry_min_days",
-    "retry_max_days",
-    "max_failed_retries",
-    "min_sessions_per_day",
-    "max_sessions_per_day",
-    "dosage_checked",
-    "requires_extension_after",
-    "extension_within_minutes",
     "n",
     "code",
     "slope",
@@ -411,6 +422,9 @@ _ASSESSED_COLUMNS: Final = (
     "response",
     "dosage",
 )
+
+# The stop rule's parameters, per session of its protocols.
+_STOP_RULE_COLUMNS: Final = ("retry_min_days", "retry_max_days", "max_failed_retries")
 
 
 # What the session-level metrics read of the rated flexion-category sessions.
@@ -427,9 +441,12 @@ _RATED_COLUMNS: Final = (
 )
 
 
-def _roles(assessed: pl.DataFrame) -> pl.DataFrame:
+def _roles(assessed: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    checked = assessed.lazy().filter(_of(table, pl.col("stop_rule")))
     # Sorting in memory is about twice as fast as the streaming engine's sort here.
-    return stop_rule.session_roles(assessed.lazy().filter("stop_rule")).collect(engine="in-memory")
+    return stop_rule.session_roles(
+        checked.with_columns(_rules(table, *_STOP_RULE_COLUMNS))
+    ).collect(engine="in-memory")
 
 
 def _with_procedure_ids(assessed: pl.DataFrame, sessions: pl.LazyFrame) -> pl.DataFrame:
@@ -447,14 +464,16 @@ def _assess(sessions: pl.DataFrame, figures: pl.DataFrame, table: pl.DataFrame) 
         adherence.dosage_flags(
             classification.assess_sessions(sessions.lazy(), figures, table.select(_RULE_COLUMNS))
         )
-        .select(_ASSESSED_COLUMNS)
+        .select(*_ASSESSED_COLUMNS, "key_collision")
         .collect()
     )
 
 
-def _extension(assessed: pl.DataFrame, extension_sessions: pl.DataFrame) -> pl.DataFrame:
+def _extension(
+    assessed: pl.DataFrame, extension_sessions: pl.DataFrame, table: pl.DataFrame
+) -> pl.DataFrame:
     flexion = assessed.lazy().filter(
-        (pl.col("category") == FLEXION) & pl.col("requires_extension_after")
+        _of(table, (pl.col("category") == FLEXION) & pl.col("requires_extension_after"))
     )
     return (
         adherence.missing_extension(
@@ -463,7 +482,7 @@ def _extension(assessed: pl.DataFrame, extension_sessions: pl.DataFrame) -> pl.D
                 "protocol",
                 "started_at",
                 "ended_at",
-                "extension_within_minutes",
+                _rule(table, "extension_within_minutes"),
             ),
             extension_sessions.lazy().select("patient_id", "started_at"),
         )
@@ -473,21 +492,21 @@ def _extension(assessed: pl.DataFrame, extension_sessions: pl.DataFrame) -> pl.D
 
 
 def _started_before_ready(
-    assessed: pl.DataFrame,
+    states: pl.DataFrame,
     pain_reports: pl.DataFrame,
     params: Mapping[str, ProtocolParameters],
 ) -> pl.DataFrame:
     """Readiness on the day each patient started each protocol that requires it (the day of
-    the first session): `not-ready` is a start before the entry criteria were met."""
+    the first session, the state's `first_day`): `not-ready` is a start before the entry
+    criteria were met."""
     frames = []
     for code, p in params.items():
         if not p.requires_readiness:
             continue
         starts = (
-            assessed.lazy()
+            states.lazy()
             .filter(pl.col("protocol") == code)
-            .group_by("patient_id", "protocol")
-            .agg(pl.col("local_date").min())
+            .select("patient_id", "protocol", local_date="first_day")
         )
         verdicts = readiness.readiness_on_days(
             pain_reports.lazy(), starts.select("patient_id", "local_date"), p
@@ -495,7 +514,7 @@ def _started_before_ready(
         frames.append(starts.join(verdicts, on=["patient_id", "local_date"], how="left").collect())
     if not frames:
         return (
-            assessed.select("patient_id", "protocol", "local_date")
+            states.select("patient_id", "protocol", local_date="first_day")
             .clear()
             .with_columns(readiness=pl.lit(None, readiness.READINESS))
         )
@@ -537,6 +556,7 @@ def _patient_table(
     started: pl.DataFrame,
     readiness_now: pl.DataFrame,
     outcomes: pl.DataFrame,
+    table: pl.DataFrame,
 ) -> pl.DataFrame:
     key = ["patient_id", "protocol"]
     if cohort.protocol is not None:
@@ -552,7 +572,7 @@ def _patient_table(
             under_dose_sessions=(pl.col("dosage") == "under-dose").sum(),
             over_dose_sessions=(pl.col("dosage") == "over-dose").sum(),
             form_fault_sessions=(
-                (pl.col("faulty_reps") > 0) & (pl.col("category") == FLEXION)
+                (pl.col("faulty_reps") > 0) & _of(table, pl.col("category") == FLEXION)
             ).sum(),
             progressing_sessions=pl.col("progressing").fill_null(False).sum(),
         )
@@ -699,9 +719,18 @@ def _adherence_summary(
     holds: pl.DataFrame,
     extension: pl.DataFrame,
     started: pl.DataFrame,
+    table: pl.DataFrame,
 ) -> dict[str, Any]:
-    dosed = assessed.lazy().filter("dosage_checked").select("dosage").collect()
-    days = adherence.daily_flags(assessed.lazy(), holds.lazy()).collect()
+    dosed = assessed.lazy().filter(_of(table, pl.col("dosage_checked"))).select("dosage").collect()
+    # Only days of protocols with dosage checked are judged: the others are not counted.
+    checked = assessed.lazy().filter(_of(table, pl.col("dosage_checked")))
+    days = adherence.daily_flags(
+        checked.select(
+            *stop_rule.PATIENT_PROTOCOL_DAY,
+            *_rules(table, "dosage_checked", "min_sessions_per_day", "max_sessions_per_day"),
+        ),
+        holds.lazy(),
+    ).collect()
     judged = days.filter(pl.col("dosage_checked") & ~pl.col("on_hold"))
     return {
         "dosage_adherence": {
