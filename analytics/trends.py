@@ -107,15 +107,24 @@ def slope_by_week(weekly: pl.LazyFrame) -> list[dict[str, float | int]]:
     Slopes repeat (1,277 distinct (week, slope) pairs among 1.7M sessions in the benchmark):
     fsum reads each distinct value repeated by its count, not a Python float per session.
     """
-    slopes = (
+    return mean_slopes(slope_counts(weekly).collect())
+
+
+def slope_counts(weekly: pl.LazyFrame) -> pl.LazyFrame:
+    """Per week, its distinct slopes and how many sessions have each (`mean_slopes` reads
+    them): the lazy half of `slope_by_week`."""
+    return (
         weekly.filter(pl.col("slope").is_not_null())
         .group_by("week", "slope")
         .agg(count=pl.len())
         .group_by("week")
         .agg("slope", "count")
         .sort("week")
-        .collect()
     )
+
+
+def mean_slopes(slopes: pl.DataFrame) -> list[dict[str, float | int]]:
+    """`slope_by_week` from collected `slope_counts`."""
     result: list[dict[str, float | int]] = []
     for week, values, counts in slopes.iter_rows():
         sessions = sum(counts)
