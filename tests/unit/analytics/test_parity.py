@@ -329,6 +329,20 @@ def test_days_per_day_flags_and_missing_extension_match_the_domain(cohort: Cohor
         for day, flag in domain_adherence.daily_flags(known, state.holds, params).items():
             expected[(patient, protocol, day)] = flag.value
     assert found == expected
+    # The report's path: patients and protocols as Enum codes (holds found by an as-of join).
+    codes = {
+        "patient_id": pl.Enum(sorted({s.patient_id for s in cohort.sessions})),
+        "protocol": pl.Enum(list(cohort.params)),
+    }
+    encoded_days = adherence.daily_flags(
+        in_time.lazy().with_columns(pl.col(c).cast(t) for c, t in codes.items()),
+        holds.lazy().with_columns(pl.col(c).cast(t) for c, t in codes.items()),
+    ).collect()
+    assert (
+        encoded_days.with_columns(pl.col("patient_id", "protocol").cast(pl.String))
+        .sort(["patient_id", "protocol", "local_date"])
+        .equals(days.sort(["patient_id", "protocol", "local_date"]))
+    )
 
     flexion = in_time.filter(pl.col("category") == "flexion")
     extension_starts = session_frame(
