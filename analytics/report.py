@@ -167,8 +167,10 @@ def _sessions(
     if classification.numbered(facts.sessions):
         # Numbered sessions need no procedure id: it only orders sessions of one protocol
         # that start at the same instant (`_with_procedure_ids` reads them if any do),
-        # and not reading 3.3M uuids is a fifth of the sessions' cost.
-        member_sessions = member_sessions.with_columns(procedure_id=pl.lit(None, pl.String))
+        # and not reading 3.3M uuids is a fifth of the sessions' cost. Nor a column of
+        # nulls in their place (27 MB per copy of 1.7M sessions): the stop rule's roles
+        # get one (`_roles`).
+        member_sessions = member_sessions.drop("procedure_id")
     extension_codes = table.filter(pl.col("category") == EXTENSION)["protocol"].implode()
     is_extension = pl.col("protocol").is_in(extension_codes)
     # Every extension session counts for extension adherence, whatever the cohort's protocol;
@@ -307,7 +309,7 @@ def cohort_report(
     params, protocols, table, keys = front.params, front.protocols, front.table, front.keys
     members, loaded = front.members, front.loaded
     # Procedure ids only ordered sessions at the same instant (and name holds): done with.
-    assessed = front.assessed.drop("procedure_id").lazy()
+    assessed = front.assessed.drop("procedure_id", strict=False).lazy()
     roles = front.roles.lazy()
     del front  # so the frames it holds are freed as the report drops them
     # Every metric below is a lazy query over the assessed sessions and the stop rule's
@@ -454,30 +456,50 @@ _RATED_COLUMNS: Final = (
 )
 
 
+# What the metrics read of the stop rule's roles (and `has_tied_starts`, the start).
+_ROLE_COLUMNS: Final = (
+    *stop_rule.SESSION_ORDER,
+    "local_date",
+    *_STOP_RULE_COLUMNS,
+    "worsening",
+    "holds_before",
+    "hold_since",
+    "premature",
+    "retry",
+    "failed",
+    "tolerated",
+    "restarted",
+    "episode_since",
+)
+
+
 def _roles(assessed: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     checked = assessed.lazy().filter(_of(table, pl.col("stop_rule")))
+    if "procedure_id" not in assessed.columns:  # numbered sessions whose ids are not read
+        checked = checked.with_columns(procedure_id=pl.lit(None, pl.String))
     # Sorting in memory is about twice as fast as the streaming engine's sort here.
-    return stop_rule.session_roles(
-        checked.with_columns(_rules(table, *_STOP_RULE_COLUMNS))
-    ).collect(engine="in-memory")
+    return (
+        stop_rule.session_roles(checked.with_columns(_rules(table, *_STOP_RULE_COLUMNS)))
+        .select(_ROLE_COLUMNS)
+        .collect(engine="in-memory")
+    )
 
 
 def _with_procedure_ids(assessed: pl.DataFrame, sessions: pl.LazyFrame) -> pl.DataFrame:
     """`assessed` (numbered sessions) with their procedure ids, read from the source."""
     ids = sessions.select(SESSION_KEY, "procedure_id").collect()
-    return (
-        assessed.drop("procedure_id")
-        .join(ids, on=SESSION_KEY, how="left", maintain_order="left")
-        .select(assessed.columns)
+    return assessed.drop("procedure_id", strict=False).join(
+        ids, on=SESSION_KEY, how="left", maintain_order="left"
     )
 
 
 def _assess(sessions: pl.DataFrame, figures: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    columns = {*sessions.columns, *figures.columns, "response", "dosage", "key_collision"}
     return (
         adherence.dosage_flags(
             classification.assess_sessions(sessions.lazy(), figures, table.select(_RULE_COLUMNS))
         )
-        .select(*_ASSESSED_COLUMNS, "key_collision")
+        .select(c for c in (*_ASSESSED_COLUMNS, "key_collision") if c in columns)
         .collect()
     )
 
