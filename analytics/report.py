@@ -113,13 +113,14 @@ class _Keys:
     patients: pl.Enum
     protocols: pl.Enum
 
-    def encode(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """Members only (a non-member casts to null and is dropped), keyed by codes."""
+    def encode(self, frame: pl.LazyFrame, strangers: bool = False) -> pl.LazyFrame:
+        """Members only (a non-member casts to null and is dropped), keyed by codes;
+        `strangers`: non-members are kept, with a null patient."""
         encoded = frame.with_columns(pl.col("patient_id").cast(self.patients, strict=False))
         if "protocol" in frame.collect_schema():
             encoded = encoded.with_columns(pl.col("protocol").cast(self.protocols, strict=False))
             encoded = encoded.filter(pl.col("protocol").is_not_null())
-        return encoded.filter(pl.col("patient_id").is_not_null())
+        return encoded if strangers else encoded.filter(pl.col("patient_id").is_not_null())
 
 
 def _rule(table: pl.DataFrame, column: str) -> pl.Expr:
@@ -155,15 +156,24 @@ class _Sessions:
 
 
 def _sessions(
-    facts: Facts, cohort: Cohort, as_of: date, table: pl.DataFrame, keys: _Keys
-) -> tuple[pl.DataFrame, _Sessions]:
-    """The cohort's non-extension sessions, classified, and the rest the metrics read."""
+    facts: Facts,
+    cohort: Cohort,
+    as_of: date,
+    table: pl.DataFrame,
+    keys: _Keys,
+    listed_only: bool = False,
+) -> tuple[pl.DataFrame, _Sessions] | None:
+    """The cohort's non-extension sessions, classified, and the rest the metrics read.
+    `listed_only`: `keys` has the tenant's listed patients only (not those with facts and no
+    Patient resource): None when a session has such a patient."""
     repetitions, stored, faulty = facts.repetitions, facts.stored_figures, facts.faulty_repetitions
     if cohort.everyone:
         # The largest step first, while nothing else is held in memory; the rows with a form
         # fault in the same read.
         figures, faults = _figures(repetitions, stored, faulty)
-    member_sessions = keys.encode(facts.sessions.filter(pl.col("local_date") <= as_of))
+    member_sessions = keys.encode(
+        facts.sessions.filter(pl.col("local_date") <= as_of), strangers=listed_only
+    )
     if classification.numbered(facts.sessions):
         # Numbered sessions need no procedure id: it only orders sessions of one protocol
         # that start at the same instant (`_with_procedure_ids` reads them if any do),
@@ -183,6 +193,9 @@ def _sessions(
             member_sessions.filter(~is_extension),
         ]
     )
+    strangers = extension["patient_id"].null_count() + sessions["patient_id"].null_count()
+    if listed_only and strangers:
+        return None
     if cohort.protocol is not None:
         sessions = sessions.filter(pl.col("protocol") == cohort.protocol)
     if not cohort.everyone:
@@ -251,9 +264,19 @@ def _assessed(
     protocols = pl.Enum(list(params))
     # In code order, so a session's protocol code is its protocol's row (`_rule`).
     table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols)).sort("protocol")
-    members = cohort_patients(facts, cohort, as_of).collect()
+    # The whole tenant's members are its listed patients unless a session has a patient
+    # without a Patient resource: the sessions' encoding shows whether one does (a null
+    # code), so their 3.3M patient ids are not also compared with the list first.
+    listed_only = cohort.everyone
+    members = cohort_patients(facts, cohort, as_of, sessions_listed=listed_only).collect()
     keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
-    assessed, loaded = _sessions(facts, cohort, as_of, table, keys)
+    read = _sessions(facts, cohort, as_of, table, keys, listed_only)
+    if read is None:  # a session's patient has no Patient resource: a member too
+        members = cohort_patients(facts, cohort, as_of).collect()
+        keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
+        read = _sessions(facts, cohort, as_of, table, keys)
+        assert read is not None
+    assessed, loaded = read
     roles = _roles(assessed, table)
     if classification.numbered(facts.sessions) and stop_rule.has_tied_starts(roles):
         assessed = _with_procedure_ids(assessed, facts.sessions)
