@@ -170,7 +170,7 @@ def _sessions(
     if cohort.everyone:
         # The largest step first, while nothing else is held in memory; the rows with a form
         # fault in the same read.
-        figures, faults = _figures(repetitions, stored, faulty)
+        found, faults = _figures(repetitions, stored, faulty)
     member_sessions = keys.encode(
         facts.sessions.filter(pl.col("local_date") <= as_of), strangers=listed_only
     )
@@ -205,23 +205,32 @@ def _sessions(
         if stored is not None and faulty is not None:
             stored = stored.join(members, on=session, how="semi")
             faulty = faulty.join(members, on=session, how="semi")
-        figures, faults = _figures(repetitions, stored, faulty)
-    assessed = _assess(sessions, figures, table)
-    if classification.has_key_collision(assessed):
-        figures = classification.session_figures(repetitions, exact=True, stored=stored)
+        found, faults = _figures(repetitions, stored, faulty)
+    in_order = classification.assess_in_order(sessions, found, _rules(table, *_RULE_COLUMNS[1:]))
+    if in_order is not None:  # star-layout files as written: no hash join of the figures
+        assessed = _select_assessed(adherence.dosage_flags(in_order))
+        general = pl.DataFrame(schema={"session_key": sessions.schema["session_key"]})
+        exact = False
+    else:
+        figures = found.frame()
         assessed = _assess(sessions, figures, table)
+        if classification.has_key_collision(assessed):
+            figures = classification.session_figures(repetitions, exact=True, stored=stored)
+            assessed = _assess(sessions, figures, table)
+        general = figures.filter(pl.col("code").is_null()).select("session_key")
+        exact = figures.schema["session_key"] == pl.String
     return assessed.drop("key_collision"), _Sessions(
         extension=extension,
         repetitions=repetitions,
         faulty=faults.lazy(),
-        general=figures.filter(pl.col("code").is_null()).select("session_key"),
-        exact=figures.schema["session_key"] == pl.String,
+        general=general,
+        exact=exact,
     )
 
 
 def _figures(
     repetitions: pl.LazyFrame, stored: pl.LazyFrame | None, faulty: pl.LazyFrame | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[classification.Figures, pl.DataFrame]:
     """`classification.session_figures`, and the rows the form-fault counts read: the
     source's faulty repetitions of every session when it stores figures (then `repetitions`
     lacks those sessions'), else those of `repetitions`, read with the figures."""
@@ -517,14 +526,18 @@ def _with_procedure_ids(assessed: pl.DataFrame, sessions: pl.LazyFrame) -> pl.Da
 
 
 def _assess(sessions: pl.DataFrame, figures: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
-    columns = {*sessions.columns, *figures.columns, "response", "dosage", "key_collision"}
-    return (
+    return _select_assessed(
         adherence.dosage_flags(
             classification.assess_sessions(sessions.lazy(), figures, table.select(_RULE_COLUMNS))
         )
-        .select(c for c in (*_ASSESSED_COLUMNS, "key_collision") if c in columns)
-        .collect()
     )
+
+
+def _select_assessed(assessed: pl.LazyFrame) -> pl.DataFrame:
+    columns = assessed.collect_schema()
+    return assessed.select(
+        c for c in (*_ASSESSED_COLUMNS, "key_collision") if c in columns
+    ).collect()
 
 
 def _extension(
