@@ -50,18 +50,25 @@ def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
         .join(per_protocol, on="protocol", how="left")
     )
     held = holds.select("patient_id", "protocol", "since", "closed_on")
-    covered = (
-        days.select(key)
-        .join(held.select(key[:2]).unique(), on=key[:2], how="semi")
-        .join(held, on=key[:2])
-        .filter(
-            (pl.col("since") <= pl.col("local_date"))
-            & (pl.col("closed_on").is_null() | (pl.col("local_date") <= pl.col("closed_on")))
+    schema = assessed.collect_schema()
+    if all(isinstance(schema[c], pl.Enum) for c in key[:2]):
+        days = _with_cover(days, held)
+    else:
+        covered = (
+            days.select(key)
+            .join(held.select(key[:2]).unique(), on=key[:2], how="semi")
+            .join(held, on=key[:2])
+            .filter(
+                (pl.col("since") <= pl.col("local_date"))
+                & (pl.col("closed_on").is_null() | (pl.col("local_date") <= pl.col("closed_on")))
+            )
+            .select(key)
+            .unique()
+            .with_columns(on_hold=pl.lit(True))
         )
-        .select(key)
-        .unique()
-        .with_columns(on_hold=pl.lit(True))
-    )
+        days = days.join(covered, on=key, how="left").with_columns(
+            on_hold=pl.col("on_hold").fill_null(False)
+        )
     count = pl.col("sessions")
     flag = (
         pl.when(~pl.col("dosage_checked") | pl.col("on_hold"))
@@ -71,11 +78,51 @@ def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
         .when(count > pl.col("max_sessions_per_day"))
         .then(pl.lit(DayFlag.OVER_SESSIONS.value, DAY_FLAG))
     )
+    return days.with_columns(day_flag=flag.cast(DAY_FLAG)).select(
+        *key, "sessions", "dosage_checked", "on_hold", "day_flag"
+    )
+
+
+_DAY_BITS: Final = 32
+_OPEN: Final = (1 << 31) - 1  # the end of a hold still open: after every day
+
+
+def _pair_day(day: pl.Expr) -> pl.Expr:
+    """(patient, protocol, day) as one Int128 in that order (patient and protocol must be
+    integer-backed: Enums): 32 bits each, the day offset to be non-negative."""
+    patient = pl.col("patient_id").to_physical().cast(pl.Int128)
+    protocol = pl.col("protocol").to_physical().cast(pl.Int128)
+    offset_day = day.cast(pl.Int32).cast(pl.Int128) + (1 << (_DAY_BITS - 1))
+    return (patient * (1 << _DAY_BITS) + protocol) * (1 << _DAY_BITS) + offset_day
+
+
+def _with_cover(days: pl.LazyFrame, held: pl.LazyFrame) -> pl.LazyFrame:
+    """`days` with `on_hold`, without pairing every day with every hold of its protocol (3M
+    rows for 1.1M days here): a day is covered iff the latest end among the holds of its
+    patient and protocol opened on or before it reaches it. So the holds, one row per
+    (patient, protocol, since) with that running maximum of their ends, are found by one
+    backward as-of join on (patient, protocol, day) packed in one key."""
+    end = pl.col("closed_on").cast(pl.Int32).fill_null(_OPEN)
+    pair = pl.col("_key") // (1 << _DAY_BITS)
+    reach = (
+        held.group_by("patient_id", "protocol", "since")
+        .agg(_end=end.max())
+        .select(_key=_pair_day(pl.col("since")), _end="_end")
+        .sort("_key")
+        .with_columns(_reach=pl.col("_end").cum_max().over(pair), _held=pl.col("_key"))
+        .select("_key", "_held", "_reach")
+    )
+    day = pl.col("local_date").cast(pl.Int32)
     return (
-        days.join(covered, on=key, how="left")
-        .with_columns(on_hold=pl.col("on_hold").fill_null(False))
-        .with_columns(day_flag=flag.cast(DAY_FLAG))
-        .select(*key, "sessions", "dosage_checked", "on_hold", "day_flag")
+        days.with_columns(_key=_pair_day(pl.col("local_date")))
+        .sort("_key")
+        .join_asof(reach, on="_key", strategy="backward", check_sortedness=False)
+        .with_columns(
+            on_hold=(
+                (pl.col("_held") // (1 << _DAY_BITS) == pair) & (pl.col("_reach") >= day)
+            ).fill_null(False)
+        )
+        .drop("_key", "_held", "_reach")
     )
 
 
@@ -99,18 +146,19 @@ def missing_extension(flexion: pl.LazyFrame, extension: pl.LazyFrame) -> pl.Lazy
     if isinstance(flexion.collect_schema()["patient_id"], pl.Enum):
         # The first extension start at or after the end, across all patients at once; it
         # belongs to this patient only if it is within the window (which also bounds it).
-        ends = flexion.with_columns(_key=_patient_instant(end)).sort("_key")
-        starts = (
-            extension.select(_next=_patient_instant(pl.col("started_at")))
-            .with_columns(_key=pl.col("_next"))
-            .sort("_key")
-        )
+        # Sorted by the key alone: the extension side is only its keys (a sort of the values,
+        # not of rows), and the flexion side carries its window, not its instants.
+        columns = [c for c in flexion.collect_schema() if c not in ("started_at", "ended_at")]
         window = within.dt.total_microseconds().cast(pl.Int128)
+        ends = flexion.select(*columns, _key=_patient_instant(end), _window=window).sort("_key")
+        starts = extension.select(_key=_patient_instant(pl.col("started_at")).sort()).with_columns(
+            _next=pl.col("_key")
+        )
         joined = ends.join_asof(starts, on="_key", strategy="forward", check_sortedness=False)
         return joined.with_columns(
             extension_missing=pl.col("_next").is_null()
-            | (pl.col("_next") - pl.col("_key") > window)
-        ).drop("_key", "_next")
+            | (pl.col("_next") - pl.col("_key") > pl.col("_window"))
+        ).drop("_key", "_next", "_window")
     ends = flexion.with_columns(_end=end).sort("patient_id", "_end")
     starts = (
         extension.select("patient_id", _next=pl.col("started_at"))

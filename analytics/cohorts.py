@@ -50,11 +50,14 @@ def _month_bounds(month: str) -> tuple[date, date]:
     return start, end
 
 
-def cohort_patients(facts: Facts, cohort: Cohort, as_of: date) -> pl.LazyFrame:
+def cohort_patients(
+    facts: Facts, cohort: Cohort, as_of: date, sessions_listed: bool = False
+) -> pl.LazyFrame:
     """`patient_id` and `organization_id` of every member, as of `as_of`.
 
     The tenant's patients are its Patient resources plus any patient that has facts without
-    one (so no session is silently dropped from a whole-tenant report).
+    one (so no session is silently dropped from a whole-tenant report). `sessions_listed`:
+    the caller knows every session's patient has one (and the sessions are not read).
     """
     sessions = facts.sessions.filter(pl.col("local_date") <= as_of)
     patients = facts.patients.unique("patient_id")
@@ -62,7 +65,11 @@ def cohort_patients(facts: Facts, cohort: Cohort, as_of: date) -> pl.LazyFrame:
     # (small) patient list before deduplicating, not by deduplicating every session row.
     unlisted = pl.concat(
         [
-            sessions.select("patient_id").join(patients, on="patient_id", how="anti"),
+            *(
+                []
+                if sessions_listed
+                else [sessions.select("patient_id").join(patients, on="patient_id", how="anti")]
+            ),
             facts.prescriptions.select("patient_id").join(patients, on="patient_id", how="anti"),
         ]
     ).unique()

@@ -113,13 +113,31 @@ class _Keys:
     patients: pl.Enum
     protocols: pl.Enum
 
-    def encode(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """Members only (a non-member casts to null and is dropped), keyed by codes."""
+    def encode(self, frame: pl.LazyFrame, strangers: bool = False) -> pl.LazyFrame:
+        """Members only (a non-member casts to null and is dropped), keyed by codes;
+        `strangers`: non-members are kept, with a null patient."""
         encoded = frame.with_columns(pl.col("patient_id").cast(self.patients, strict=False))
         if "protocol" in frame.collect_schema():
             encoded = encoded.with_columns(pl.col("protocol").cast(self.protocols, strict=False))
             encoded = encoded.filter(pl.col("protocol").is_not_null())
-        return encoded.filter(pl.col("patient_id").is_not_null())
+        return encoded if strangers else encoded.filter(pl.col("patient_id").is_not_null())
+
+
+def _rule(table: pl.DataFrame, column: str) -> pl.Expr:
+    """The parameter `column` of each row's protocol, looked up by its code (`table` is in
+    code order): the sessions keep no copy of their protocol's parameters, and need no join."""
+    return pl.lit(table[column]).gather(pl.col("protocol").to_physical()).alias(column)
+
+
+def _rules(table: pl.DataFrame, *columns: str) -> list[pl.Expr]:
+    return [_rule(table, column) for column in columns]
+
+
+def _of(table: pl.DataFrame, condition: pl.Expr) -> pl.Expr:
+    """Whether each row's protocol meets `condition` (over the parameter table's columns)."""
+    return pl.lit(table.select(condition.alias("_of")).to_series()).gather(
+        pl.col("protocol").to_physical()
+    )
 
 
 # What the form-fault counts read of a repetition.
@@ -132,25 +150,37 @@ class _Sessions:
 
     extension: pl.DataFrame  # every member's extension sessions (patient, protocol, day, start)
     repetitions: pl.LazyFrame  # the cohort's repetitions (but those of stored figures)
-    faulty: pl.LazyFrame  # the cohort's repetitions' form faults (`_faulty`)
+    faulty: pl.LazyFrame  # the cohort's repetitions' form faults (`_figures`), only those with one
     general: pl.DataFrame  # session keys of the sessions off the fast path
     exact: bool  # session keys are the procedure ids themselves
 
 
 def _sessions(
-    facts: Facts, cohort: Cohort, as_of: date, table: pl.DataFrame, keys: _Keys
-) -> tuple[pl.DataFrame, _Sessions]:
-    """The cohort's non-extension sessions, classified, and the rest the metrics read."""
+    facts: Facts,
+    cohort: Cohort,
+    as_of: date,
+    table: pl.DataFrame,
+    keys: _Keys,
+    listed_only: bool = False,
+) -> tuple[pl.DataFrame, _Sessions] | None:
+    """The cohort's non-extension sessions, classified, and the rest the metrics read.
+    `listed_only`: `keys` has the tenant's listed patients only (not those with facts and no
+    Patient resource): None when a session has such a patient."""
     repetitions, stored, faulty = facts.repetitions, facts.stored_figures, facts.faulty_repetitions
     if cohort.everyone:
-        # The largest step first, while nothing else is held in memory.
-        figures = classification.session_figures(repetitions, stored=stored)
-    member_sessions = keys.encode(facts.sessions.filter(pl.col("local_date") <= as_of))
+        # The largest step first, while nothing else is held in memory; the rows with a form
+        # fault in the same read.
+        found, faults = _figures(repetitions, stored, faulty)
+    member_sessions = keys.encode(
+        facts.sessions.filter(pl.col("local_date") <= as_of), strangers=listed_only
+    )
     if classification.numbered(facts.sessions):
         # Numbered sessions need no procedure id: it only orders sessions of one protocol
         # that start at the same instant (`_with_procedure_ids` reads them if any do),
-        # and not reading 3.3M uuids is a fifth of the sessions' cost.
-        member_sessions = member_sessions.with_columns(procedure_id=pl.lit(None, pl.String))
+        # and not reading 3.3M uuids is a fifth of the sessions' cost. Nor a column of
+        # nulls in their place (27 MB per copy of 1.7M sessions): the stop rule's roles
+        # get one (`_roles`).
+        member_sessions = member_sessions.drop("procedure_id")
     extension_codes = table.filter(pl.col("category") == EXTENSION)["protocol"].implode()
     is_extension = pl.col("protocol").is_in(extension_codes)
     # Every extension session counts for extension adherence, whatever the cohort's protocol;
@@ -163,6 +193,9 @@ def _sessions(
             member_sessions.filter(~is_extension),
         ]
     )
+    strangers = extension["patient_id"].null_count() + sessions["patient_id"].null_count()
+    if listed_only and strangers:
+        return None
     if cohort.protocol is not None:
         sessions = sessions.filter(pl.col("protocol") == cohort.protocol)
     if not cohort.everyone:
@@ -172,25 +205,42 @@ def _sessions(
         if stored is not None and faulty is not None:
             stored = stored.join(members, on=session, how="semi")
             faulty = faulty.join(members, on=session, how="semi")
-        figures = classification.session_figures(repetitions, stored=stored)
-    assessed = _assess(sessions, figures, table)
-    if classification.has_key_collision(assessed):
-        figures = classification.session_figures(repetitions, exact=True, stored=stored)
+        found, faults = _figures(repetitions, stored, faulty)
+    in_order = classification.assess_in_order(sessions, found, _rules(table, *_RULE_COLUMNS[1:]))
+    if in_order is not None:  # star-layout files as written: no hash join of the figures
+        assessed = _select_assessed(adherence.dosage_flags(in_order))
+        general = pl.DataFrame(schema={"session_key": sessions.schema["session_key"]})
+        exact = False
+    else:
+        figures = found.frame()
         assessed = _assess(sessions, figures, table)
-    return assessed, _Sessions(
+        if classification.has_key_collision(assessed):
+            figures = classification.session_figures(repetitions, exact=True, stored=stored)
+            assessed = _assess(sessions, figures, table)
+        general = figures.filter(pl.col("code").is_null()).select("session_key")
+        exact = figures.schema["session_key"] == pl.String
+    return assessed.drop("key_collision"), _Sessions(
         extension=extension,
         repetitions=repetitions,
-        faulty=_faulty(repetitions, faulty),
-        general=figures.filter(pl.col("code").is_null()).select("session_key"),
-        exact=figures.schema["session_key"] == pl.String,
+        faulty=faults.lazy(),
+        general=general,
+        exact=exact,
     )
 
 
-def _faulty(repetitions: pl.LazyFrame, faulty: pl.LazyFrame | None) -> pl.LazyFrame:
-    """What the form-fault counts read: the source's faulty repetitions of every session
-    when it stores figures (then `repetitions` lacks those sessions'), else `repetitions`."""
+def _figures(
+    repetitions: pl.LazyFrame, stored: pl.LazyFrame | None, faulty: pl.LazyFrame | None
+) -> tuple[classification.Figures, pl.DataFrame]:
+    """`classification.session_figures`, and the rows the form-fault counts read: the
+    source's faulty repetitions of every session when it stores figures (then `repetitions`
+    lacks those sessions'), else those of `repetitions`, read with the figures."""
     columns = (classification.session_id(repetitions), *_FAULT_COLUMNS)
-    return (repetitions if faulty is None else faulty).select(columns)
+    rows = (repetitions if faulty is None else faulty).select(columns)
+    figures, faults = classification.figures_and_faults(
+        repetitions, stored=stored, faulty=rows.filter(pl.col("form_faults").is_not_null())
+    )
+    assert faults is not None
+    return figures, faults
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +271,25 @@ def _assessed(
             "protocol",
         )
     protocols = pl.Enum(list(params))
-    table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols))
-    members = cohort_patients(facts, cohort, as_of).collect()
+    # In code order, so a session's protocol code is its protocol's row (`_rule`).
+    table = protocol_table(params).with_columns(pl.col("protocol").cast(protocols)).sort("protocol")
+    # The whole tenant's members are its listed patients unless a session has a patient
+    # without a Patient resource: the sessions' encoding shows whether one does (a null
+    # code), so their 3.3M patient ids are not also compared with the list first.
+    listed_only = cohort.everyone
+    members = cohort_patients(facts, cohort, as_of, sessions_listed=listed_only).collect()
     keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
-    assessed, loaded = _sessions(facts, cohort, as_of, table, keys)
-    roles = _roles(assessed)
+    read = _sessions(facts, cohort, as_of, table, keys, listed_only)
+    if read is None:  # a session's patient has no Patient resource: a member too
+        members = cohort_patients(facts, cohort, as_of).collect()
+        keys = _Keys(pl.Enum(members["patient_id"].to_list()), protocols)
+        read = _sessions(facts, cohort, as_of, table, keys)
+        assert read is not None
+    assessed, loaded = read
+    roles = _roles(assessed, table)
     if classification.numbered(facts.sessions) and stop_rule.has_tied_starts(roles):
         assessed = _with_procedure_ids(assessed, facts.sessions)
-        roles = _roles(assessed)
+        roles = _roles(assessed, table)
     return _Assessed(params, protocols, table, members, keys, assessed, loaded, roles)
 
 
@@ -278,54 +339,44 @@ def cohort_report(
     """
     front = _assessed(facts, cohort, as_of, parameters)
     params, protocols, table, keys = front.params, front.protocols, front.table, front.keys
-    members, assessed, loaded, roles = front.members, front.assessed, front.loaded, front.roles
+    members, loaded = front.members, front.loaded
+    # Procedure ids only ordered sessions at the same instant (and name holds): done with.
+    assessed = front.assessed.drop("procedure_id", strict=False).lazy()
+    roles = front.roles.lazy()
     del front  # so the frames it holds are freed as the report drops them
-    holds = stop_rule.holds(roles.lazy()).collect()
-    resumed = stop_rule.days_to_resume(roles.lazy()).collect()["days"].to_list()
-    # Procedure ids only ordered sessions at the same instant and named holds: done with.
-    assessed = assessed.drop("procedure_id")
-    roles = roles.drop("procedure_id")
-    # Lazily, so a filter copies the three columns it keeps, not every column.
+    # Every metric below is a lazy query over the assessed sessions and the stop rule's
+    # roles, and they are collected together: the engine runs independent ones side by side
+    # (both cores busy through each query's single-threaded stretches) and computes a
+    # subquery several metrics share (the rated sessions' weeks, the states, the pain
+    # reports) once.
+    holds = stop_rule.holds(roles)
     unchecked = pl.concat(
         [
-            assessed.lazy().filter(~pl.col("stop_rule")).select(stop_rule.PATIENT_PROTOCOL_DAY),
+            assessed.filter(~_of(table, pl.col("stop_rule"))).select(
+                stop_rule.PATIENT_PROTOCOL_DAY
+            ),
             loaded.extension.lazy()
             .filter(pl.col("protocol") == cohort.protocol if cohort.protocol else pl.lit(True))
             .select(stop_rule.PATIENT_PROTOCOL_DAY),
         ]
     )
     states = pl.concat(
-        [
-            stop_rule.protocol_states(roles.lazy(), as_of).collect(),
-            stop_rule.unchecked_states(unchecked).collect(),
-        ]
+        [stop_rule.protocol_states(roles, as_of), stop_rule.unchecked_states(unchecked)]
     )
-    rated_flexion = (
-        trends.session_weeks(
-            assessed.lazy().filter((pl.col("category") == FLEXION) & (pl.col("n") >= 1))
-        )
-        .select(_RATED_COLUMNS)
-        .collect()
+    rated = trends.session_weeks(
+        assessed.filter(_of(table, pl.col("category") == FLEXION) & (pl.col("n") >= 1))
+    ).select(_RATED_COLUMNS)
+    pain_reports = keys.encode(facts.pain_reports)
+    extension = _extension(assessed, loaded.extension, table)
+    # Shared by several metrics: computed once.
+    states, rated, pain_reports, extension = (
+        frame.lazy() for frame in pl.collect_all([states, rated, pain_reports, extension])
     )
-    pain_reports = keys.encode(facts.pain_reports).collect()
-    outcomes = pain_outcomes(pain_reports.lazy(), as_of).collect()
-    extension = _extension(assessed, loaded.extension)
-    started = _started_before_ready(assessed, pain_reports, params)
-    # Faults are rare: count them over the rows that have one, then keep those of the
-    # cohort's sessions with a faulty repetition (a sixth of them: a smaller join).
-    faults = (
-        adherence.form_fault_counts(loaded.faulty)
-        .pipe(classification.keyed, loaded.exact)
-        .join(
-            rated_flexion.lazy().filter(pl.col("faulty_reps") > 0).select("session_key"),
-            on="session_key",
-            how="semi",
-        )
-        .collect()
-    )
+    outcomes = pain_outcomes(pain_reports, as_of)
+    started = _started_before_ready(states, pain_reports, params)
     patient_table = _patient_table(
         members=members.with_columns(pl.col("patient_id").cast(keys.patients)),
-        prescriptions=keys.encode(facts.prescriptions).unique().collect(),
+        prescriptions=keys.encode(facts.prescriptions).unique(),
         cohort=cohort,
         states=states,
         assessed=assessed,
@@ -333,53 +384,71 @@ def cohort_report(
         started=started,
         readiness_now=_readiness_now(pain_reports, as_of, params, protocols),
         outcomes=outcomes,
+        table=table,
     )
+    queries = {
+        "patient_table": patient_table,
+        "outcomes": outcomes,
+        "resumed": stop_rule.days_to_resume(roles).select("days"),
+        "roles": _role_counts(roles),
+        "holds": holds.select(pl.len().cast(pl.Int64)),
+        "mix": rated.group_by("week", "response").len().sort("week"),
+        "responses": rated.group_by("response").len(),
+        "curve": trends.pain_curve(rated, _general_repetitions(loaded)),
+        "slopes": trends.slope_counts(rated),
+        "rated": rated.select(
+            sessions=pl.len().cast(pl.Int64),
+            faulty=(pl.col("faulty_reps") > 0).sum().cast(pl.Int64),
+            progressing=pl.col("progressing").sum().cast(pl.Int64),
+            judged_progress=pl.col("progressing").is_not_null().sum().cast(pl.Int64),
+        ),
+        "faults": _faults_by_code(loaded, rated),
+        "adherence": _adherence_counts(assessed, holds, extension, started, table),
+    }
+    frames = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    patients = frames["patient_table"]
+    rated_counts = frames["rated"].row(0, named=True)
     summary = {
         "cohort": {**cohort.as_dict(), "patients": members.height},
         "as_of": as_of.isoformat(),
-        **_status_summary(patient_table, table),
-        **_response_summary(rated_flexion),
-        **_trend_summary(rated_flexion, loaded.repetitions, loaded.general, loaded.exact),
-        **_stop_rule_summary(roles, holds, resumed, patient_table),
-        **_adherence_summary(assessed, holds, extension, started),
-        "form_faults": _fault_summary(rated_flexion, faults),
-        "progression": rate(
-            int(rated_flexion["progressing"].sum() or 0),
-            int(rated_flexion["progressing"].is_not_null().sum()),
+        **_status_summary(patients, table),
+        **_response_summary(frames["mix"], frames["responses"]),
+        "pain_per_repetition": frames["curve"].to_dicts(),
+        "slope_by_week": trends.mean_slopes(frames["slopes"]),
+        **_stop_rule_summary(
+            frames["roles"], frames["holds"].item(), frames["resumed"]["days"].to_list(), patients
         ),
+        **_adherence_summary(frames["adherence"].row(0, named=True)),
+        "form_faults": {
+            "sessions": rate(rated_counts["faulty"], rated_counts["sessions"]),
+            "repetitions_by_code": {code: int(n) for code, n in frames["faults"].iter_rows()},
+        },
+        "progression": rate(rated_counts["progressing"], rated_counts["judged_progress"]),
         "readiness": _counts(
-            patient_table.filter(
+            patients.filter(
                 (pl.col("status") == ProtocolStatus.NO_SESSIONS.value)
                 & pl.col("readiness").is_not_null()
             ),
             "readiness",
             [r.value for r in Readiness],
         ),
-        "pain_outcome": _outcome_summary(outcomes),
+        "pain_outcome": _outcome_summary(frames["outcomes"]),
     }
-    return CohortReport(summary, patient_table)
+    return CohortReport(summary, patients)
 
 
-# The parameters each session row carries; the readiness ones are read once per protocol.
+# The parameters classification and dosage read per session (the others are looked up by
+# protocol code where a metric needs them, `_rule`).
 _RULE_COLUMNS: Final = (
     "protocol",
-    "category",
-    "stop_rule",
     "stop_rule_mode",
     "worsening_min_rise",
     "worsening_min_rises",
     "slope_threshold",
     "severe_pain",
-    "retry_min_days",
-    "retry_max_days",
-    "max_failed_retries",
     "min_reps",
     "max_reps",
-    "min_sessions_per_day",
-    "max_sessions_per_day",
     "dosage_checked",
-    "requires_extension_after",
-    "extension_within_minutes",
 )
 
 
@@ -392,17 +461,6 @@ _ASSESSED_COLUMNS: Final = (
     "started_at",
     "ended_at",
     "session_key",
-    "key_collision",
-    "category",
-    "stop_rule",
-    "retry_min_days",
-    "retry_max_days",
-    "max_failed_retries",
-    "min_sessions_per_day",
-    "max_sessions_per_day",
-    "dosage_checked",
-    "requires_extension_after",
-    "extension_within_minutes",
     "n",
     "code",
     "slope",
@@ -411,6 +469,9 @@ _ASSESSED_COLUMNS: Final = (
     "response",
     "dosage",
 )
+
+# The stop rule's parameters, per session of its protocols.
+_STOP_RULE_COLUMNS: Final = ("retry_min_days", "retry_max_days", "max_failed_retries")
 
 
 # What the session-level metrics read of the rated flexion-category sessions.
@@ -427,75 +488,98 @@ _RATED_COLUMNS: Final = (
 )
 
 
-def _roles(assessed: pl.DataFrame) -> pl.DataFrame:
+# What the metrics read of the stop rule's roles (and `has_tied_starts`, the start).
+_ROLE_COLUMNS: Final = (
+    *stop_rule.SESSION_ORDER,
+    "local_date",
+    *_STOP_RULE_COLUMNS,
+    "worsening",
+    "holds_before",
+    "hold_since",
+    "premature",
+    "retry",
+    "failed",
+    "tolerated",
+    "restarted",
+    "episode_since",
+)
+
+
+def _roles(assessed: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    checked = assessed.lazy().filter(_of(table, pl.col("stop_rule")))
+    if "procedure_id" not in assessed.columns:  # numbered sessions whose ids are not read
+        checked = checked.with_columns(procedure_id=pl.lit(None, pl.String))
     # Sorting in memory is about twice as fast as the streaming engine's sort here.
-    return stop_rule.session_roles(assessed.lazy().filter("stop_rule")).collect(engine="in-memory")
+    return (
+        stop_rule.session_roles(checked.with_columns(_rules(table, *_STOP_RULE_COLUMNS)))
+        .select(_ROLE_COLUMNS)
+        .collect(engine="in-memory")
+    )
 
 
 def _with_procedure_ids(assessed: pl.DataFrame, sessions: pl.LazyFrame) -> pl.DataFrame:
     """`assessed` (numbered sessions) with their procedure ids, read from the source."""
     ids = sessions.select(SESSION_KEY, "procedure_id").collect()
-    return (
-        assessed.drop("procedure_id")
-        .join(ids, on=SESSION_KEY, how="left", maintain_order="left")
-        .select(assessed.columns)
+    return assessed.drop("procedure_id", strict=False).join(
+        ids, on=SESSION_KEY, how="left", maintain_order="left"
     )
 
 
 def _assess(sessions: pl.DataFrame, figures: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
-    return (
+    return _select_assessed(
         adherence.dosage_flags(
             classification.assess_sessions(sessions.lazy(), figures, table.select(_RULE_COLUMNS))
         )
-        .select(_ASSESSED_COLUMNS)
-        .collect()
     )
 
 
-def _extension(assessed: pl.DataFrame, extension_sessions: pl.DataFrame) -> pl.DataFrame:
-    flexion = assessed.lazy().filter(
-        (pl.col("category") == FLEXION) & pl.col("requires_extension_after")
+def _select_assessed(assessed: pl.LazyFrame) -> pl.DataFrame:
+    columns = assessed.collect_schema()
+    return assessed.select(
+        c for c in (*_ASSESSED_COLUMNS, "key_collision") if c in columns
+    ).collect()
+
+
+def _extension(
+    assessed: pl.LazyFrame, extension_sessions: pl.DataFrame, table: pl.DataFrame
+) -> pl.LazyFrame:
+    flexion = assessed.filter(
+        _of(table, (pl.col("category") == FLEXION) & pl.col("requires_extension_after"))
     )
-    return (
-        adherence.missing_extension(
-            flexion.select(
-                "patient_id",
-                "protocol",
-                "started_at",
-                "ended_at",
-                "extension_within_minutes",
-            ),
-            extension_sessions.lazy().select("patient_id", "started_at"),
-        )
-        .select("patient_id", "protocol", "extension_missing")
-        .collect()
-    )
+    return adherence.missing_extension(
+        flexion.select(
+            "patient_id",
+            "protocol",
+            "started_at",
+            "ended_at",
+            _rule(table, "extension_within_minutes"),
+        ),
+        extension_sessions.lazy().select("patient_id", "started_at"),
+    ).select("patient_id", "protocol", "extension_missing")
 
 
 def _started_before_ready(
-    assessed: pl.DataFrame,
-    pain_reports: pl.DataFrame,
+    states: pl.LazyFrame,
+    pain_reports: pl.LazyFrame,
     params: Mapping[str, ProtocolParameters],
-) -> pl.DataFrame:
+) -> pl.LazyFrame:
     """Readiness on the day each patient started each protocol that requires it (the day of
-    the first session): `not-ready` is a start before the entry criteria were met."""
+    the first session, the state's `first_day`): `not-ready` is a start before the entry
+    criteria were met."""
     frames = []
     for code, p in params.items():
         if not p.requires_readiness:
             continue
-        starts = (
-            assessed.lazy()
-            .filter(pl.col("protocol") == code)
-            .group_by("patient_id", "protocol")
-            .agg(pl.col("local_date").min())
+        starts = states.filter(pl.col("protocol") == code).select(
+            "patient_id", "protocol", local_date="first_day"
         )
         verdicts = readiness.readiness_on_days(
-            pain_reports.lazy(), starts.select("patient_id", "local_date"), p
+            pain_reports, starts.select("patient_id", "local_date"), p
         )
-        frames.append(starts.join(verdicts, on=["patient_id", "local_date"], how="left").collect())
+        frames.append(starts.join(verdicts, on=["patient_id", "local_date"], how="left"))
     if not frames:
         return (
-            assessed.select("patient_id", "protocol", "local_date")
+            states.select("patient_id", "protocol", local_date="first_day")
             .clear()
             .with_columns(readiness=pl.lit(None, readiness.READINESS))
         )
@@ -503,15 +587,15 @@ def _started_before_ready(
 
 
 def _readiness_now(
-    pain_reports: pl.DataFrame,
+    pain_reports: pl.LazyFrame,
     as_of: date,
     params: Mapping[str, ProtocolParameters],
     protocols: pl.Enum,
-) -> pl.DataFrame:
+) -> pl.LazyFrame:
     frames = [
-        readiness.readiness_as_of(pain_reports.lazy(), as_of, p)
-        .select("patient_id", "readiness", protocol=pl.lit(code, protocols))
-        .collect()
+        readiness.readiness_as_of(pain_reports, as_of, p).select(
+            "patient_id", "readiness", protocol=pl.lit(code, protocols)
+        )
         for code, p in params.items()
         if p.requires_readiness
     ]
@@ -529,40 +613,33 @@ def _readiness_now(
 def _patient_table(
     *,
     members: pl.DataFrame,
-    prescriptions: pl.DataFrame,
+    prescriptions: pl.LazyFrame,
     cohort: Cohort,
-    states: pl.DataFrame,
-    assessed: pl.DataFrame,
-    extension: pl.DataFrame,
-    started: pl.DataFrame,
-    readiness_now: pl.DataFrame,
-    outcomes: pl.DataFrame,
-) -> pl.DataFrame:
+    states: pl.LazyFrame,
+    assessed: pl.LazyFrame,
+    extension: pl.LazyFrame,
+    started: pl.LazyFrame,
+    readiness_now: pl.LazyFrame,
+    outcomes: pl.LazyFrame,
+    table: pl.DataFrame,
+) -> pl.LazyFrame:
     key = ["patient_id", "protocol"]
     if cohort.protocol is not None:
         prescriptions = prescriptions.filter(pl.col("protocol") == cohort.protocol)
-    # One lazy query: the streaming engine groups the 1.7M sessions in a third of the CPU
-    # time an eager `DataFrame.group_by` takes here.
-    pairs = pl.concat([states.lazy().select(key), prescriptions.lazy().select(key)]).unique()
-    per_session = (
-        assessed.lazy()
-        .group_by(key)
-        .agg(
-            worsening_sessions=(pl.col("response") == PainResponse.WORSENING.value).sum(),
-            under_dose_sessions=(pl.col("dosage") == "under-dose").sum(),
-            over_dose_sessions=(pl.col("dosage") == "over-dose").sum(),
-            form_fault_sessions=(
-                (pl.col("faulty_reps") > 0) & (pl.col("category") == FLEXION)
-            ).sum(),
-            progressing_sessions=pl.col("progressing").fill_null(False).sum(),
-        )
+    pairs = pl.concat([states.select(key), prescriptions.select(key)]).unique()
+    per_session = assessed.group_by(key).agg(
+        worsening_sessions=(pl.col("response") == PainResponse.WORSENING.value).sum(),
+        under_dose_sessions=(pl.col("dosage") == "under-dose").sum(),
+        over_dose_sessions=(pl.col("dosage") == "over-dose").sum(),
+        form_fault_sessions=(
+            (pl.col("faulty_reps") > 0) & _of(table, pl.col("category") == FLEXION)
+        ).sum(),
+        progressing_sessions=pl.col("progressing").fill_null(False).sum(),
     )
-    missing = (
-        extension.lazy()
-        .group_by(key)
-        .agg(missing_extension_sessions=pl.col("extension_missing").sum())
+    missing = extension.group_by(key).agg(
+        missing_extension_sessions=pl.col("extension_missing").sum()
     )
-    started_before_ready = started.lazy().select(
+    started_before_ready = started.select(
         *key, started_before_ready=pl.col("readiness") == Readiness.NOT_READY.value
     )
     counts = [
@@ -579,18 +656,20 @@ def _patient_table(
         "form_fault_sessions",
         "progressing_sessions",
     ]
-    readiness_protocols = readiness_now["protocol"].unique().implode()
+    # Protocols whose readiness is assessed: their pairs without a verdict are `unknown`.
+    assessed_readiness = readiness_now.select("protocol").unique().with_columns(_assessed=True)
     joined = (
         pairs.join(members.lazy(), on="patient_id", how="inner")
-        .join(states.lazy(), on=key, how="left")
+        .join(states, on=key, how="left")
         .join(per_session, on=key, how="left")
         .join(missing, on=key, how="left")
         .join(started_before_ready, on=key, how="left")
-        .join(readiness_now.lazy(), on=key, how="left")
-        .join(outcomes.lazy(), on="patient_id", how="left")
+        .join(readiness_now, on=key, how="left")
+        .join(outcomes, on="patient_id", how="left")
+        .join(assessed_readiness, on="protocol", how="left")
         .with_columns(
             status=pl.col("status").fill_null(ProtocolStatus.NO_SESSIONS.value),
-            readiness=pl.when(pl.col("protocol").is_in(readiness_protocols)).then(
+            readiness=pl.when(pl.col("_assessed")).then(
                 pl.col("readiness").fill_null(Readiness.UNKNOWN.value)
             ),
             **{table: pl.col(state) for state, table in _STATE_TO_TABLE.items()},
@@ -601,7 +680,6 @@ def _patient_table(
         joined.select(PATIENT_TABLE_COLUMNS)
         .with_columns(pl.col("patient_id", "protocol").cast(pl.String))
         .sort("patient_id", "protocol")
-        .collect()
     )
 
 
@@ -625,54 +703,59 @@ def _status_summary(patient_table: pl.DataFrame, table: pl.DataFrame) -> dict[st
     }
 
 
-def _response_summary(weekly: pl.DataFrame) -> dict[str, Any]:
+def _response_summary(mix: pl.DataFrame, responses: pl.DataFrame) -> dict[str, Any]:
     """Sessions by pain response, overall and by week since start (the response mix)."""
-    responses = [r.value for r in PainResponse]
-    mix = weekly.lazy().group_by("week", "response").len().sort("week").collect()
+    labels = [r.value for r in PainResponse]
     by_week: dict[int, dict[str, int]] = {}
     for week, response, count in mix.iter_rows():
-        by_week.setdefault(week, dict.fromkeys(responses, 0))[response] = count
+        by_week.setdefault(week, dict.fromkeys(labels, 0))[response] = count
+    found = dict(responses.iter_rows())
     return {
-        "sessions_by_response": _counts(weekly, "response", responses),
+        "sessions_by_response": {label: int(found.get(label, 0)) for label in labels},
         "responses_by_week": [
             {"week": week, "sessions_by_response": counts} for week, counts in by_week.items()
         ],
     }
 
 
-def _trend_summary(
-    weekly: pl.DataFrame, repetitions: pl.LazyFrame, general: pl.DataFrame, exact: bool
-) -> dict[str, Any]:
-    """The pain-per-repetition curve and mean slope by week since start."""
-    general_reps = (
-        classification.keyed(
-            classification.ordered_repetitions(
-                classification.general_rows(repetitions, general, exact)
-            ),
-            exact,
-        ).select("session_key", "repetition_index", "pain")
-        if general.height
-        else pl.LazyFrame(
+def _general_repetitions(loaded: _Sessions) -> pl.LazyFrame:
+    """The ordered repetitions of the sessions off the fast path (their pain curve rows)."""
+    general, exact = loaded.general, loaded.exact
+    if not general.height:
+        return pl.LazyFrame(
             schema={
                 "session_key": general.schema["session_key"],
                 "repetition_index": pl.Int32,
                 "pain": pl.Int8,
             }
         )
+    return classification.keyed(
+        classification.ordered_repetitions(
+            classification.general_rows(loaded.repetitions, general, exact)
+        ),
+        exact,
+    ).select("session_key", "repetition_index", "pain")
+
+
+def _role_counts(roles: pl.LazyFrame) -> pl.LazyFrame:
+    """Tolerated retries, retries, and holds that met at least one premature retry."""
+    premature = roles.filter("premature").select("patient_id", "protocol", "holds_before")
+    return pl.concat(
+        [
+            roles.select(
+                tolerated=pl.col("tolerated").sum().cast(pl.Int64),
+                retries=pl.col("retry").sum().cast(pl.Int64),
+            ),
+            premature.unique().select(with_premature=pl.len().cast(pl.Int64)),
+        ],
+        how="horizontal",
     )
-    curve = trends.pain_curve(weekly.lazy(), general_reps).collect()
-    return {
-        "pain_per_repetition": curve.to_dicts(),
-        "slope_by_week": trends.slope_by_week(weekly.lazy()),
-    }
 
 
 def _stop_rule_summary(
-    roles: pl.DataFrame, holds: pl.DataFrame, resumed: list[int], patient_table: pl.DataFrame
+    roles: pl.DataFrame, holds: int, resumed: list[int], patient_table: pl.DataFrame
 ) -> dict[str, Any]:
-    with_premature = (
-        roles.filter("premature").select("patient_id", "protocol", "holds_before").unique().height
-    )
+    counts = roles.row(0, named=True)
     open_statuses = [
         ProtocolStatus.ON_HOLD.value,
         ProtocolStatus.RETRY_DUE.value,
@@ -685,8 +768,8 @@ def _stop_rule_summary(
             "median": statistics.median(resumed) if resumed else None,
             "mean": statistics.fmean(resumed) if resumed else None,
         },
-        "retry_success": rate(int(roles["tolerated"].sum()), int(roles["retry"].sum())),
-        "premature_retry": rate(with_premature, holds.height),
+        "retry_success": rate(counts["tolerated"], counts["retries"]),
+        "premature_retry": rate(counts["with_premature"], holds),
         "retry_overdue": rate(
             int((statuses == ProtocolStatus.RETRY_OVERDUE.value).sum()),
             int(statuses.is_in(open_statuses).sum()),
@@ -694,37 +777,79 @@ def _stop_rule_summary(
     }
 
 
-def _adherence_summary(
-    assessed: pl.DataFrame,
-    holds: pl.DataFrame,
-    extension: pl.DataFrame,
-    started: pl.DataFrame,
-) -> dict[str, Any]:
-    dosed = assessed.lazy().filter("dosage_checked").select("dosage").collect()
-    days = adherence.daily_flags(assessed.lazy(), holds.lazy()).collect()
-    judged = days.filter(pl.col("dosage_checked") & ~pl.col("on_hold"))
+def _adherence_counts(
+    assessed: pl.LazyFrame,
+    holds: pl.LazyFrame,
+    extension: pl.LazyFrame,
+    started: pl.LazyFrame,
+    table: pl.DataFrame,
+) -> pl.LazyFrame:
+    """One row: the counts of the dosage, extension and started-before-ready rates."""
+    checked = assessed.filter(_of(table, pl.col("dosage_checked")))
+    dosage = pl.col("dosage")
+    dosed = checked.select(
+        sessions=pl.len().cast(pl.Int64),
+        within=dosage.is_null().sum().cast(pl.Int64),
+        under=(dosage == "under-dose").sum().cast(pl.Int64),
+        over=(dosage == "over-dose").sum().cast(pl.Int64),
+    )
+    # Only days of protocols with dosage checked are judged: the others are not counted.
+    days = adherence.daily_flags(
+        checked.select(
+            *stop_rule.PATIENT_PROTOCOL_DAY,
+            *_rules(table, "dosage_checked", "min_sessions_per_day", "max_sessions_per_day"),
+        ),
+        holds,
+    )
+    flag = pl.col("day_flag")
+    judged = days.filter(pl.col("dosage_checked") & ~pl.col("on_hold")).select(
+        days=pl.len().cast(pl.Int64),
+        days_within=flag.is_null().sum().cast(pl.Int64),
+        under_days=(flag == "under-sessions").sum().cast(pl.Int64),
+        over_days=(flag == "over-sessions").sum().cast(pl.Int64),
+    )
+    followed = extension.select(
+        flexion=pl.len().cast(pl.Int64),
+        followed=(~pl.col("extension_missing")).sum().cast(pl.Int64),
+    )
+    ready = started.select(
+        starts=pl.len().cast(pl.Int64),
+        not_ready=(pl.col("readiness") == Readiness.NOT_READY.value).sum().cast(pl.Int64),
+    )
+    return pl.concat([dosed, judged, followed, ready], how="horizontal")
+
+
+def _adherence_summary(counts: dict[str, int]) -> dict[str, Any]:
     return {
         "dosage_adherence": {
-            "sessions": rate(int(dosed["dosage"].is_null().sum()), dosed.height),
-            "under_dose_sessions": int((dosed["dosage"] == "under-dose").sum()),
-            "over_dose_sessions": int((dosed["dosage"] == "over-dose").sum()),
-            "days": rate(int(judged["day_flag"].is_null().sum()), judged.height),
-            "under_sessions_days": int((judged["day_flag"] == "under-sessions").sum()),
-            "over_sessions_days": int((judged["day_flag"] == "over-sessions").sum()),
+            "sessions": rate(counts["within"], counts["sessions"]),
+            "under_dose_sessions": counts["under"],
+            "over_dose_sessions": counts["over"],
+            "days": rate(counts["days_within"], counts["days"]),
+            "under_sessions_days": counts["under_days"],
+            "over_sessions_days": counts["over_days"],
         },
-        "extension_adherence": rate(int((~extension["extension_missing"]).sum()), extension.height),
-        "started_before_ready": rate(
-            int((started["readiness"] == Readiness.NOT_READY.value).sum()), started.height
-        ),
+        "extension_adherence": rate(counts["followed"], counts["flexion"]),
+        "started_before_ready": rate(counts["not_ready"], counts["starts"]),
     }
 
 
-def _fault_summary(rated_flexion: pl.DataFrame, faults: pl.DataFrame) -> dict[str, Any]:
-    by_code = faults.group_by("fault").agg(pl.col("reps").sum()).sort("fault")
-    return {
-        "sessions": rate(int((rated_flexion["faulty_reps"] > 0).sum()), rated_flexion.height),
-        "repetitions_by_code": {code: int(n) for code, n in by_code.iter_rows()},
-    }
+def _faults_by_code(loaded: _Sessions, rated: pl.LazyFrame) -> pl.LazyFrame:
+    """Repetitions by form-fault code over the rated flexion-category sessions. Faults are
+    rare: counted over the rows that have one, then kept for the sessions with a faulty
+    repetition (a sixth of them: a smaller join)."""
+    return (
+        adherence.form_fault_counts(loaded.faulty)
+        .pipe(classification.keyed, loaded.exact)
+        .join(
+            rated.filter(pl.col("faulty_reps") > 0).select("session_key"),
+            on="session_key",
+            how="semi",
+        )
+        .group_by("fault")
+        .agg(pl.col("reps").sum())
+        .sort("fault")
+    )
 
 
 def _mean(values: pl.Series) -> float | None:

@@ -30,9 +30,14 @@ CURVE_SCHEMA: Final = pl.Schema(
 
 def session_weeks(sessions: pl.LazyFrame) -> pl.LazyFrame:
     """Adds `week`: whole weeks from the patient's first session among `sessions`."""
-    first = pl.col("local_date").min().over("patient_id")
-    return sessions.with_columns(
-        week=((pl.col("local_date") - first).dt.total_days() // 7).cast(pl.Int32)
+    # A group-by of the patients and a join: a third of the CPU of `min().over(...)` here.
+    first = sessions.group_by("patient_id").agg(_first=pl.col("local_date").min())
+    return (
+        sessions.join(first, on="patient_id", how="left")
+        .with_columns(
+            week=((pl.col("local_date") - pl.col("_first")).dt.total_days() // 7).cast(pl.Int32)
+        )
+        .drop("_first")
     )
 
 
@@ -107,15 +112,24 @@ def slope_by_week(weekly: pl.LazyFrame) -> list[dict[str, float | int]]:
     Slopes repeat (1,277 distinct (week, slope) pairs among 1.7M sessions in the benchmark):
     fsum reads each distinct value repeated by its count, not a Python float per session.
     """
-    slopes = (
+    return mean_slopes(slope_counts(weekly).collect())
+
+
+def slope_counts(weekly: pl.LazyFrame) -> pl.LazyFrame:
+    """Per week, its distinct slopes and how many sessions have each (`mean_slopes` reads
+    them): the lazy half of `slope_by_week`."""
+    return (
         weekly.filter(pl.col("slope").is_not_null())
         .group_by("week", "slope")
         .agg(count=pl.len())
         .group_by("week")
         .agg("slope", "count")
         .sort("week")
-        .collect()
     )
+
+
+def mean_slopes(slopes: pl.DataFrame) -> list[dict[str, float | int]]:
+    """`slope_by_week` from collected `slope_counts`."""
     result: list[dict[str, float | int]] = []
     for week, values, counts in slopes.iter_rows():
         sessions = sum(counts)

@@ -16,6 +16,7 @@ from tests.unit.analytics.builders import (
     FLEXION,
     Session,
     at,
+    numbered_frames,
     repetition_frame,
     reps,
     session_frame,
@@ -197,3 +198,36 @@ def test_two_procedure_ids_sharing_a_key_are_detected() -> None:
         session_frame([_session("a")]).lazy(), figures, protocol_table()
     ).collect()
     assert not classification.has_key_collision(honest)
+
+
+def _by_session(figures: pl.DataFrame, sessions: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Figures by procedure id, the key left out (numbered and hashed keys differ)."""
+    named = figures.join(sessions.select("session_key", "procedure_id"), on="session_key")
+    return {
+        row.pop("procedure_id"): {k: v for k, v in row.items() if k != "session_key"}
+        for row in named.drop("check_sum").iter_rows(named=True)
+    }
+
+
+def test_numbered_repetitions_give_the_same_figures_in_session_order_or_interleaved() -> None:
+    # In session order (as the star layout is written) the figures come from runs of rows;
+    # interleaved, a session's rows make several runs, and they must be grouped instead.
+    sessions = [
+        _session("a", 2, 3, 4, 5),
+        _session("b", 4, 3, 1, order=(2, 0, 1)),
+        _session("c", 1, 1),
+        _session("d", *(k % 11 for k in range(18))),  # beyond 16 repetitions: the general path
+    ]
+    numbered, rows = numbered_frames(sessions)
+    hashed = repetition_frame(sessions).lazy()
+    keyed_ids = session_frame(sessions).with_columns(classification.session_key())
+    expected = _by_session(classification.session_figures(hashed), keyed_ids)
+    assert len(expected) == 4
+    in_order = classification.session_figures(rows.lazy())
+    interleaved = rows.with_row_index("row").sort(
+        pl.col("row") % 3, "row"
+    )  # rows 0, 3, 6, ... first: every session split into pieces
+    assert not interleaved["session_key"].is_sorted()
+    shuffled = classification.session_figures(interleaved.drop("row").lazy())
+    assert _by_session(in_order, numbered) == expected
+    assert _by_session(shuffled, numbered) == expected

@@ -218,6 +218,44 @@ def test_every_session_gets_the_class_and_figures_of_classify_session(cohort: Co
         assert row["dosage"] == (None if flag is None else flag.value)
 
 
+@PARITY
+@given(cohorts())
+def test_star_layout_sessions_in_order_are_assessed_alike_without_the_hash_join(
+    cohort: Cohort,
+) -> None:
+    # The report's path for star-layout files as written (every session on the fast path,
+    # the figures and the sessions in session order): a merge of the two key columns and a
+    # join of the pain figures per (n, code) give assess_sessions' rows.
+    _, repetitions = numbered_frames(cohort.sessions)
+    regular = set(
+        classification.figures_and_faults(repetitions.lazy())[0]
+        .packed.filter("regular")["session_key"]
+        .to_list()
+    )
+    kept = [s for k, s in enumerate(cohort.sessions) if k in regular or not s.repetitions]
+    sessions, repetitions = numbered_frames(kept)
+    figures = classification.figures_and_faults(repetitions.lazy())[0]
+    assert figures.in_order and figures.general is None
+    table = protocol_table(cohort.params)
+    classified_by = ["stop_rule_mode", "worsening_min_rise", "worsening_min_rises"]
+    classified_by += ["slope_threshold", "severe_pain"]
+    rules = [
+        pl.col("protocol").replace_strict(table["protocol"], table[c]).alias(c)
+        for c in classified_by
+    ]
+    found = classification.assess_in_order(sessions, figures, rules)
+    assert found is not None
+    expected = classification.assess_sessions(sessions.lazy(), figures.frame(), table)
+    columns = ["procedure_id", "session_key", "n", "first", "last", "peak", "low", "rises"]
+    columns += ["falls", "peripheral", "slope", "progressing", "faulty_reps", "code", "response"]
+    assert (
+        found.select(columns)
+        .collect()
+        .sort("session_key")
+        .equals(expected.select(columns).collect().sort("session_key"))
+    )
+
+
 def _records(cohort: Cohort, assessed: pl.DataFrame) -> dict[tuple[str, str], list[SessionRecord]]:
     response = {
         r["procedure_id"]: PainResponse(r["response"]) for r in assessed.iter_rows(named=True)
@@ -329,6 +367,20 @@ def test_days_per_day_flags_and_missing_extension_match_the_domain(cohort: Cohor
         for day, flag in domain_adherence.daily_flags(known, state.holds, params).items():
             expected[(patient, protocol, day)] = flag.value
     assert found == expected
+    # The report's path: patients and protocols as Enum codes (holds found by an as-of join).
+    codes = {
+        "patient_id": pl.Enum(sorted({s.patient_id for s in cohort.sessions})),
+        "protocol": pl.Enum(list(cohort.params)),
+    }
+    encoded_days = adherence.daily_flags(
+        in_time.lazy().with_columns(pl.col(c).cast(t) for c, t in codes.items()),
+        holds.lazy().with_columns(pl.col(c).cast(t) for c, t in codes.items()),
+    ).collect()
+    assert (
+        encoded_days.with_columns(pl.col("patient_id", "protocol").cast(pl.String))
+        .sort(["patient_id", "protocol", "local_date"])
+        .equals(days.sort(["patient_id", "protocol", "local_date"]))
+    )
 
     flexion = in_time.filter(pl.col("category") == "flexion")
     extension_starts = session_frame(

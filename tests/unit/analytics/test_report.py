@@ -182,3 +182,23 @@ def test_numbered_sessions_at_the_same_instant_keep_the_order_of_their_procedure
     assert found.patients.equals(expected.patients)
     row = found.patients.row(0, named=True)
     assert (row["holds"], row["premature_retries"]) == (1, 1)
+
+
+def test_a_patient_with_sessions_and_no_patient_resource_is_in_the_whole_tenant_report() -> None:
+    # The whole-tenant report takes the listed patients as its members unless a session's
+    # patient is not among them: then that patient is a member too, sessions and all.
+    tenant = _tenant()
+    tenant.sessions.append(
+        Session("z1", "zed", FLEXION, at(2, 8), reps(*W), ended_at=at(2, 8) + timedelta(minutes=3))
+    )
+    listed = cohort_report(_tenant().facts(), Cohort(), AS_OF)
+    found = cohort_report(tenant.facts(), Cohort(), AS_OF)
+    assert found.summary["cohort"]["patients"] == listed.summary["cohort"]["patients"] + 1
+    zed = found.patients.filter(pl.col("patient_id") == "zed").row(0, named=True)
+    assert (zed["organization_id"], zed["protocol"], zed["sessions"], zed["status"]) == (
+        None,
+        FLEXION,
+        1,
+        "retry-overdue",
+    )
+    assert found.summary["sessions_by_response"]["worsening"] == 3
