@@ -61,23 +61,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_immediate)
         return engine
-    engine = sa.create_engine(
-        url,
-        json_serializer=_dump_json,
-        json_deserializer=orjson.loads,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        # A URL may name its own application_name (tests do, to find their server's backends).
-        connect_args={}
-        if "application_name" in parsed.query
-        else {"application_name": APPLICATION_NAME},
-    )
-    # After a PostgreSQL restart no client write may fail on a dead pooled connection. A
-    # pre-ping would cost a round trip per checkout (a fifth of a single create's); the
-    # socket tells the same without one.
-    sa.event.listen(engine, "checkout", _refuse_closed_connection)
-    send_appends_first(engine)
-    return engine
+    return _postgres_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def create_planning_engine(url: str) -> Engine | None:
@@ -86,18 +70,25 @@ def create_planning_engine(url: str) -> Engine | None:
     and their one statement goes out on an async connection. Checking it out never waits
     for a pool. Used from one thread (the event loop's); None on SQLite."""
     url = normalize_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
+    if make_url(url).get_backend_name() != "postgresql":
         return None
+    return _postgres_engine(url, poolclass=sa.pool.StaticPool)
+
+
+def _postgres_engine(url: str, **pool: Any) -> Engine:
     engine = sa.create_engine(
         url,
         json_serializer=_dump_json,
         json_deserializer=orjson.loads,
-        poolclass=sa.pool.StaticPool,
+        # A URL may name its own application_name (tests do, to find their server's backends).
         connect_args={}
-        if "application_name" in parsed.query
+        if "application_name" in make_url(url).query
         else {"application_name": APPLICATION_NAME},
+        **pool,
     )
+    # After a PostgreSQL restart no client write may fail on a dead pooled connection. A
+    # pre-ping would cost a round trip per checkout (a fifth of a single create's); the
+    # socket tells the same without one.
     sa.event.listen(engine, "checkout", _refuse_closed_connection)
     send_appends_first(engine)
     return engine
