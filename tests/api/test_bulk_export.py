@@ -8,7 +8,6 @@ the lifespan starts.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,8 +29,8 @@ from api.settings import Settings
 from store.export_jobs import ExportJobs, JobStatus, claim_next
 from store.unit_of_work import UnitOfWork
 from tests.api.conftest import FHIR
+from tests.session_examples import example
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "session-examples"
 KICK_OFF = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
 SMALL_FILES = 2048
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
@@ -66,10 +65,6 @@ def run_worker(app: FastAPI) -> int:
     return ExportWorker(
         app.state.engine, ExportConfig.from_settings(app.state.settings)
     ).run_pending()
-
-
-def example(name: str) -> dict[str, Any]:
-    return dict(json.loads((EXAMPLES / name).read_text()))
 
 
 def seed(api: TestClient) -> None:

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import FHIR
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "session-examples"
-
-
-def example(name: str) -> dict[str, Any]:
-    return dict(json.loads((EXAMPLES / name).read_text()))
+from tests.session_examples import example
 
 
 @pytest.fixture

@@ -15,17 +15,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.fhir.hot_routes import HOT_ROUTES
 from api.settings import Settings
+from tests.session_examples import example
 
 FHIR = {"content-type": "application/fhir+json"}
 FORM = "application/x-www-form-urlencoded"
-PAIN = {
-    "resourceType": "Observation",
-    "status": "final",
-    "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
-    "subject": {"reference": "Patient/hot"},
-    "effectiveDateTime": "2026-03-01T08:00:00+01:00",
-    "valueInteger": 3,
-}
+PAIN = example("daily-pain-observation.json", subject={"reference": "Patient/hot"}, valueInteger=3)
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _INSTANT = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|\+00:00)")
 _HTTP_DATE_HEADERS = {"last-modified", "date", "x-request-id", "content-length"}

@@ -5,19 +5,16 @@ either way, on both backends."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import FHIR
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "session-examples"
+from tests.session_examples import example
 
 
 def _session_resources() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    bundle = json.loads((EXAMPLES / "session-transaction.json").read_text())
+    bundle = example("session-transaction.json")
     resources = [entry["resource"] for entry in bundle["entry"]]
     procedure = {k: v for k, v in resources[0].items() if k != "basedOn"}
     return procedure, resources[1:]
@@ -54,14 +51,7 @@ def test_a_repetition_of_a_procedure_that_does_not_exist_is_refused_and_stores_n
 
 
 def test_a_daily_pain_report_posted_alone_is_stored_and_found(client: TestClient) -> None:
-    pain = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
-        "subject": {"reference": "Patient/example"},
-        "effectiveDateTime": "2026-03-01T08:00:00+01:00",
-        "valueInteger": 2,
-    }
+    pain = example("daily-pain-observation.json", valueInteger=2)
     created = client.post("/fhir/Observation", json=pain, headers=FHIR)
     assert created.status_code == 201
     found = client.get("/fhir/Observation?patient=example&date=2026-03-01").json()

@@ -24,6 +24,7 @@ from store.schema import upgrade
 from store.search_params import SUPPORTED_TYPES
 from store.unit_of_work import UnitOfWork
 from tests.conftest import FIXTURES, postgres_base_url
+from tests.session_examples import example
 
 # Its partOf names a Procedure that is not among the examples, so the store refuses it.
 UNSTORABLE = {"observation-example-satO2.json"}
@@ -60,8 +61,8 @@ def load_examples(engine: Engine) -> None:
         for path in sorted((FIXTURES / "hl7-examples").glob("*.json"))
         if path.name not in UNSTORABLE
     ]
-    session = json.loads((FIXTURES / "session-examples" / "session-transaction.json").read_text())
-    pain = json.loads((FIXTURES / "session-examples" / "daily-pain-observation.json").read_text())
+    session = example("session-transaction.json")
+    pain = example("daily-pain-observation.json")
     with UnitOfWork(engine, write=True) as uow:
         uow.resources.write([Write(Method.UPDATE, b["resourceType"], b["id"], b) for b in examples])
         process_transaction(uow.resources, session)

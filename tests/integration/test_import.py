@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from store.importer import Importer, Rejection, import_order
 from store.unit_of_work import UnitOfWork
-from tests.conftest import FIXTURES
+from tests.session_examples import example
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
@@ -109,7 +109,7 @@ def test_a_line_without_an_id_is_created_with_a_new_one(engine: Engine, tmp_path
 
 
 def test_a_transaction_bundle_is_all_or_nothing(engine: Engine, tmp_path: Path) -> None:
-    session = json.loads((FIXTURES / "session-examples" / "session-transaction.json").read_text())
+    session = example("session-transaction.json")
     good = tmp_path / "session.json"
     good.write_text(json.dumps(session))
     report = Importer(engine, "default").import_file(good)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,17 +22,13 @@ from store.errors import (
 )
 from store.resource_store import Method, Write, new_resource_id
 from store.unit_of_work import UnitOfWork
+from tests.session_examples import example
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "session-examples"
 FIXED_NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 
 def _clock() -> datetime:
     return FIXED_NOW
-
-
-def example(name: str) -> dict[str, Any]:
-    return dict(json.loads((EXAMPLES / name).read_text()))
 
 
 def patient(resource_id: str = "p1", family: str = "Testperson") -> dict[str, Any]:
