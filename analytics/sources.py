@@ -312,8 +312,17 @@ def _unpack(name: str, frame: pl.DataFrame) -> pl.DataFrame:
 Frames = dict[str, pl.DataFrame]
 
 
-def _execute(cursor: Any, query: str, tenant: str) -> None:
-    cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
+# ADBC streams a query's rows through COPY in Arrow batches only when the query has no bound
+# parameters; with one, libpq holds the whole result before the first batch (1M sessions:
+# 600 MB peak and 0.93 s, against 300 MB and 0.50 s by COPY). So each read transaction sets
+# the tenant once, as a bound parameter, in a transaction-local setting, and the queries
+# compare with that setting (`current_setting` is stable: an index scan still uses it).
+_SET_TENANT: Final = "SELECT set_config('reptrend.analytics_tenant', $1, true)"
+_TENANT: Final = "current_setting('reptrend.analytics_tenant')"
+
+
+def _postgres_sql(query: str) -> str:
+    return query.format(p=_TENANT, false="false")
 
 
 def _read_postgres(engine: Engine, tenant: str) -> Frames:
@@ -342,13 +351,13 @@ def _read_postgres(engine: Engine, tenant: str) -> Frames:
             with dbapi.connect(url) as connection, connection.cursor() as cursor:
                 cursor.execute(_REPEATABLE_READ)
                 cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cursor.execute(_SET_TENANT, parameters=(tenant,))
+                cursor.fetchall()
                 for name, query in queries.items():
-                    cursor.execute(query.format(p="$1", false="false"), parameters=(tenant,))
+                    cursor.execute(_postgres_sql(query))
                     frames[name] = pl.from_arrow(cursor.fetch_arrow_table())  # type: ignore[assignment]
                 if group_bodies:
-                    cursor.execute(
-                        _GROUP_BODIES.format(p="$1", false="false"), parameters=(tenant,)
-                    )
+                    cursor.execute(_postgres_sql(_GROUP_BODIES))
                     bodies = [
                         (group_id, body if isinstance(body, dict) else orjson.loads(body))
                         for group_id, body in cursor.fetchall()

@@ -161,6 +161,26 @@ def test_another_tenants_facts_are_never_read(loaded: Engine) -> None:
     assert theirs.group_members.collect().height == 0
 
 
+def test_a_tenant_id_is_a_value_never_sql(engine: Engine) -> None:
+    # PostgreSQL's queries take the tenant from a setting bound once per read (so they can
+    # stream by COPY): a quote in the id must neither break them nor widen them.
+    tenant = "o'brien-clinic' OR 'x'='x"
+    _post(
+        engine,
+        "default",
+        *fhir.session("s1", "p1", "flexion-in-lying", "2026-03-10T08:00:00+01:00", [2, 3]),
+    )
+    _post(
+        engine,
+        tenant,
+        *fhir.session("s9", "p9", "flexion-in-lying", "2026-03-10T08:00:00+01:00", [5, 5]),
+    )
+    forget_figures(engine)
+    theirs = read_database(engine, tenant)
+    assert theirs.sessions.collect()["procedure_id"].to_list() == ["s9"]
+    assert theirs.repetitions.collect()["procedure_id"].unique().to_list() == ["s9"]
+
+
 def test_the_tenants_stored_protocol_parameters_come_with_the_facts(loaded: Engine) -> None:
     parameters = read_database(loaded, "default").parameters
     assert parameters["flexion-in-lying"].stop_rule_mode is StopRuleMode.SLOPE
