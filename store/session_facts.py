@@ -267,6 +267,12 @@ def general_pain_report(body: Mapping[str, Any]) -> GeneralPainReport | None:
         raise InvalidResource(
             "a pain report needs effectiveDateTime", "Observation.effectiveDateTime"
         )
+    if len(effective) < 10:
+        raise InvalidResource(
+            f"a pain report counts for a day, so it needs at least a full date (YYYY-MM-DD); "
+            f"effectiveDateTime is {effective!r}",
+            "Observation.effectiveDateTime",
+        )
     patient_id = _reference_id(body.get("subject"), "Patient", "Observation.subject")
     at = parse_instant(effective) if len(effective) > 10 else parse_instant(effective + "T00:00:00")
     return GeneralPainReport(

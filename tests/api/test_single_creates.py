@@ -57,3 +57,39 @@ def test_a_daily_pain_report_posted_alone_is_stored_and_found(client: TestClient
     found = client.get("/fhir/Observation?patient=example&date=2026-03-01").json()
     assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
     assert client.get(f"/fhir/Observation/{created.json()['id']}").json()["valueInteger"] == 2
+
+
+def test_a_pain_report_dated_only_to_the_month_is_refused_naming_its_date(
+    client: TestClient,
+) -> None:
+    # A daily pain report counts for a day (readiness, outcomes): a month or a year is not one.
+    for partial in ("2025-01", "2025"):
+        body = example("daily-pain-observation.json", effectiveDateTime=partial)
+        response = client.post("/fhir/Observation", json=body, headers=FHIR)
+        assert response.status_code == 400, response.text
+        issue = response.json()["issue"][0]
+        assert issue["expression"] == ["Observation.effectiveDateTime"]
+        assert partial in issue["diagnostics"]
+    day = client.post(
+        "/fhir/Observation",
+        json=example("daily-pain-observation.json", effectiveDateTime="2025-01-31"),
+        headers=FHIR,
+    )
+    assert day.status_code == 201, day.text
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 1
+
+
+def test_a_batch_entry_with_a_month_dated_pain_report_fails_alone(client: TestClient) -> None:
+    entries = [
+        {
+            "request": {"method": "POST", "url": "Observation"},
+            "resource": example("daily-pain-observation.json", effectiveDateTime=day),
+        }
+        for day in ("2025-01", "2025-01-31")
+    ]
+    response = client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": entries}, headers=FHIR
+    )
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses[0].startswith("400") and statuses[1].startswith("201")
