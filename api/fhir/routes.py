@@ -189,9 +189,16 @@ async def update(
 
 
 @router.delete("/{type}/{id}", summary="Delete (reads then answer 410)", status_code=204)
-def delete(type: str, id: str, uow: WriteUow) -> FhirResponse:
+def delete(
+    type: str,
+    id: str,
+    uow: WriteUow,
+    if_match: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
     _spec(type, writing=True)
-    uow.resources.write([Write(Method.DELETE, type, id)])
+    uow.resources.write(
+        [Write(Method.DELETE, type, id, if_match=version_from_etag(if_match, "If-Match"))]
+    )
     uow.commit()
     return FhirResponse(None, status_code=204)
 

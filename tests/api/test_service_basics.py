@@ -72,6 +72,18 @@ def test_create_read_update_delete_round_trip(client: TestClient) -> None:
     assert gone.json()["resourceType"] == "OperationOutcome"
 
 
+def test_a_delete_with_a_stale_if_match_answers_412_and_deletes_nothing(client: TestClient) -> None:
+    client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"})
+    client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1", "active": True})
+    stale = client.delete("/fhir/Patient/p1", headers={"If-Match": 'W/"1"'})
+    assert stale.status_code == 412
+    assert stale.json()["issue"][0]["expression"] == ["If-Match"]
+    assert client.get("/fhir/Patient/p1").json()["meta"]["versionId"] == "2"
+    assert client.delete("/fhir/Patient/p1", headers={"If-Match": "garbage"}).status_code == 400
+    assert client.delete("/fhir/Patient/p1", headers={"If-Match": 'W/"2"'}).status_code == 204
+    assert client.get("/fhir/Patient/p1").status_code == 410
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "status", "expression"),
     [
