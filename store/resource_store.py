@@ -9,6 +9,7 @@ unit of work. Nothing here commits.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -124,6 +125,8 @@ class WriteOutcome:
 
 
 _LEADING_KEYS = ("resourceType", "id", "meta")
+# FHIR R4 id syntax (datatypes.html#id); server-assigned ids are UUIDs, which match it.
+_FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def in_fhir_key_order(body: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -326,6 +329,11 @@ class ResourceStore:
         if not write.trusted:
             validate_resource(write.body, write.type)
         body_id = write.body.get("id")
+        if write.method is Method.UPDATE and not _FHIR_ID.fullmatch(write.id):
+            raise InvalidRequest(
+                f"'{write.id[:80]}' is not a FHIR id: 1 to 64 letters, digits, '-' or '.'",
+                f"{write.type}.id",
+            )
         if write.method is Method.UPDATE and body_id != write.id:
             raise InvalidResource(
                 f"the resource id '{body_id}' does not match the id '{write.id}' in the URL",

@@ -3,6 +3,8 @@ transaction/batch Bundles at the base."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from importlib.metadata import version
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -28,7 +30,6 @@ from store.resource_store import (
     StoredResource,
     Write,
     WriteOutcome,
-    instant_text,
     new_resource_id,
     version_from_etag,
 )
@@ -53,13 +54,19 @@ def _spec(resource_type: str, *, writing: bool = False) -> ResourceSpec:
     return spec
 
 
+def _http_date(instant: datetime) -> str:
+    """Last-Modified is an HTTP-date (RFC 9110: 'Sun, 06 Dec 2026 20:57:09 GMT'), not a FHIR
+    instant; meta.lastUpdated keeps the exact time."""
+    return format_datetime(instant.astimezone(UTC), usegmt=True)
+
+
 def _resource_response(
     request: Request, resource: StoredResource, status_code: int = 200, *, written: bool = False
 ) -> FhirResponse:
     """A resource with its ETag; after a write, Location and the body the client preferred."""
     headers = {
         "ETag": resource.etag,
-        "Last-Modified": instant_text(resource.last_updated),
+        "Last-Modified": _http_date(resource.last_updated),
     }
     if written:
         # The vread URL, built directly: url_for would walk every route.
@@ -85,7 +92,7 @@ def _json_response(resource: ResourceJson) -> Response:
     body = resource.body
     if pretty_output.get():
         body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
-    headers = {"ETag": resource.etag, "Last-Modified": instant_text(resource.last_updated)}
+    headers = {"ETag": resource.etag, "Last-Modified": _http_date(resource.last_updated)}
     return Response(body, media_type=FHIR_JSON, headers=headers)
 
 

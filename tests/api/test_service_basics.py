@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,6 +72,31 @@ def test_create_read_update_delete_round_trip(client: TestClient) -> None:
     gone = client.get(f"/fhir/Patient/{resource_id}")
     assert gone.status_code == 410
     assert gone.json()["resourceType"] == "OperationOutcome"
+
+
+def test_last_modified_is_an_http_date_of_the_versions_last_updated(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR)
+    read = client.get(f"/fhir/Patient/{created.json()['id']}")
+    for response in (created, read):
+        header = response.headers["last-modified"]
+        assert header.endswith(" GMT")
+        updated = datetime.fromisoformat(read.json()["meta"]["lastUpdated"].replace("Z", "+00:00"))
+        assert parsedate_to_datetime(header) == updated.replace(microsecond=0)
+
+
+def test_a_client_id_longer_than_64_characters_is_refused(client: TestClient) -> None:
+    long_id = "a" * 65
+    response = client.put(
+        f"/fhir/Patient/{long_id}", json={"resourceType": "Patient", "id": long_id}, headers=FHIR
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Patient.id"]
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
+    ok = "a" * 64
+    assert (
+        client.put(f"/fhir/Patient/{ok}", json={"resourceType": "Patient", "id": ok}).status_code
+        == 201
+    )
 
 
 def test_a_delete_with_a_stale_if_match_answers_412_and_deletes_nothing(client: TestClient) -> None:
