@@ -482,6 +482,13 @@ def read_directory(directory: Path, tenant: str) -> Facts:
         )
     if any(directory.glob("exercise_session.*")):
         return _read_fact_files(directory, tenant)
+    if not any(_ndjson_paths(directory, t) for t in _EXPORT_TYPES):
+        raise SourceNotFound(
+            f"{str(directory)!r} has no fact files and no FHIR NDJSON "
+            f"({', '.join(f'{t}.ndjson' for t in _EXPORT_TYPES)}, or their parts as the bulk "
+            "export names them, e.g. Procedure.1.001.ndjson)",
+            "source",
+        )
     return read_fhir_export(directory)
 
 
@@ -526,11 +533,19 @@ def _read_fact_files(directory: Path, tenant: str) -> Facts:
     return _facts(frames)
 
 
+# What a report reads of a FHIR export (the types the facts come from).
+_EXPORT_TYPES: Final = ("Patient", "Procedure", "Observation", "Group", "ServiceRequest")
+
+
+def _ndjson_paths(directory: Path, resource_type: str) -> list[Path]:
+    """`Type.ndjson`, `Type_N.ndjson`, and the export's own parts: `Type.001.ndjson` from
+    `reptrend export`, `Type.1.001.ndjson` from `$export` (`store.export_writer`)."""
+    patterns = (f"{resource_type}.ndjson", f"{resource_type}_*.ndjson", f"{resource_type}.*.ndjson")
+    return sorted({path for pattern in patterns for path in directory.glob(pattern)})
+
+
 def _ndjson_resources(directory: Path, resource_type: str) -> Iterator[dict[str, Any]]:
-    paths = sorted(
-        {*directory.glob(f"{resource_type}.ndjson"), *directory.glob(f"{resource_type}_*.ndjson")}
-    )
-    for path in paths:
+    for path in _ndjson_paths(directory, resource_type):
         with path.open("rb") as lines:
             for line in lines:
                 if line.strip():

@@ -24,11 +24,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from analytics.report import PATIENT_TABLE_COLUMNS
+from analytics.sources import SourceNotFound, read_directory
 from api.analytics.clinical_routes import today
 from api.app import create_app
 from api.settings import Settings
 from cli.demo_data import demo_bundles, demo_patients, expected_statuses
 from cli.demo_loader import load_bundles
+from cli.export_import import add_export_import_parsers, run_export
 from cli.report import add_report_parser, run_report
 from store.database import create_engine
 from store.schema import upgrade
@@ -231,6 +233,38 @@ def test_the_report_command_gives_the_same_numbers_from_a_fhir_export(
     out = tmp_path / "report.json"
     assert _cli("--source", str(export), "--as-of", ANCHOR.isoformat(), "--output", str(out)) == 0
     assert json.loads(out.read_text()) == report
+
+
+def test_the_report_command_reads_the_export_commands_own_files(
+    demo_url: str, api: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `reptrend export` names its files `Type.001.ndjson` (the bulk API `Type.1.001.ndjson`):
+    # the report reads them as they come, not only hand-named `Type.ndjson`.
+    clinic = next(p.clinic.id for p in demo_patients() if p.id in CHOSEN)
+    monkeypatch.setenv("REPTREND_DATABASE_URL", demo_url)
+    export = tmp_path / "export"
+    parser = argparse.ArgumentParser(prog="reptrend")
+    add_export_import_parsers(parser.add_subparsers(dest="command"))
+    assert (
+        run_export(parser.parse_args(["export", "--organization", clinic, "--out", str(export)]))
+        == 0
+    )
+    assert not list(export.glob("*/")) and list(export.glob("Procedure.*.ndjson"))
+    out = tmp_path / "report.json"
+    cohort = f"organization={clinic}"
+    argv = ["--source", str(export), "--cohort", cohort, "--as-of", ANCHOR.isoformat()]
+    assert _cli(*argv, "--output", str(out)) == 0
+    expected = api.get(
+        "/analytics/cohorts/report", params={"organization": clinic, "as_of": ANCHOR.isoformat()}
+    ).json()
+    assert expected["cohort"]["patients"] > 0
+    assert json.loads(out.read_text()) == expected
+
+
+def test_a_directory_with_neither_fact_files_nor_fhir_ndjson_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a report source")
+    with pytest.raises(SourceNotFound, match="no fact files and no FHIR NDJSON"):
+        read_directory(tmp_path, "default")
 
 
 def test_the_html_report_is_one_page_with_the_curve_drawn_inline(
