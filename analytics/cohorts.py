@@ -11,7 +11,7 @@ from typing import Final
 
 import polars as pl
 
-from analytics.facts import Facts
+from analytics.facts import Facts, prescribed_as_of
 from store.errors import InvalidRequest
 
 _MONTH: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -60,6 +60,7 @@ def cohort_patients(
     the caller knows every session's patient has one (and the sessions are not read).
     """
     sessions = facts.sessions.filter(pl.col("local_date") <= as_of)
+    prescriptions = prescribed_as_of(facts.prescriptions, as_of)
     patients = facts.patients.unique("patient_id")
     # Patients without a Patient resource: few, so find them with anti-joins against the
     # (small) patient list before deduplicating, not by deduplicating every session row.
@@ -70,7 +71,7 @@ def cohort_patients(
                 if sessions_listed
                 else [sessions.select("patient_id").join(patients, on="patient_id", how="anti")]
             ),
-            facts.prescriptions.select("patient_id").join(patients, on="patient_id", how="anti"),
+            prescriptions.select("patient_id").join(patients, on="patient_id", how="anti"),
         ]
     ).unique()
     members = pl.concat([patients, unlisted.with_columns(organization_id=pl.lit(None, pl.String))])
@@ -84,9 +85,7 @@ def cohort_patients(
         doing = pl.concat(
             [
                 sessions.select("patient_id"),
-                facts.prescriptions.filter(pl.col("protocol") == cohort.protocol).select(
-                    "patient_id"
-                ),
+                prescriptions.filter(pl.col("protocol") == cohort.protocol).select("patient_id"),
             ]
         )
         members = members.join(doing, on="patient_id", how="semi")

@@ -18,14 +18,15 @@ is lazy and has exactly the columns of its schema below, so the rules never gues
 - `pain_reports`: general pain reports (`pain_report`).
 - `patients`: every patient of the tenant with its managing organization.
 - `group_members`: Group id -> member Patient id.
-- `prescriptions`: which protocol each patient was prescribed (ServiceRequest code), so a
-  patient who has not started yet still shows as `no-sessions`.
+- `prescriptions`: which protocol each patient was prescribed (ServiceRequest code) and when,
+  so a patient who has not started yet still shows as `no-sessions` (`prescribed_as_of`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Final
 
 import polars as pl
@@ -75,7 +76,11 @@ PAIN_REPORT_SCHEMA: Final = pl.Schema(
 )
 PATIENT_SCHEMA: Final = pl.Schema({"patient_id": pl.String(), "organization_id": pl.String()})
 GROUP_MEMBER_SCHEMA: Final = pl.Schema({"group_id": pl.String(), "patient_id": pl.String()})
-PRESCRIPTION_SCHEMA: Final = pl.Schema({"patient_id": pl.String(), "protocol": pl.String()})
+# `authored_on`: the day the prescription was written (ServiceRequest.authoredOn as
+# written); null when it has none, and then it counts whatever the report's date.
+PRESCRIPTION_SCHEMA: Final = pl.Schema(
+    {"patient_id": pl.String(), "protocol": pl.String(), "authored_on": pl.Date()}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,4 +155,15 @@ def empty_facts() -> Facts:
         patients=pl.LazyFrame(schema=PATIENT_SCHEMA),
         group_members=pl.LazyFrame(schema=GROUP_MEMBER_SCHEMA),
         prescriptions=pl.LazyFrame(schema=PRESCRIPTION_SCHEMA),
+    )
+
+
+def prescribed_as_of(prescriptions: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
+    """Each (patient_id, protocol) prescribed on or before `as_of`: a report as of a past day
+    does not know of a prescription written later. One without `authoredOn` always counts."""
+    authored = pl.col("authored_on")
+    return (
+        prescriptions.filter(authored.is_null() | (authored <= as_of))
+        .select("patient_id", "protocol")
+        .unique()
     )

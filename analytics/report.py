@@ -38,7 +38,7 @@ import polars as pl
 
 from analytics import adherence, classification, readiness, stop_rule, trends
 from analytics.cohorts import Cohort, cohort_patients
-from analytics.facts import SESSION_KEY, Facts
+from analytics.facts import SESSION_KEY, Facts, prescribed_as_of
 from analytics.outcomes import RESPONDER_POINTS, RESPONDER_SHARE, pain_outcomes
 from analytics.protocol_table import protocol_table
 from domain.pain_response import PainResponse
@@ -376,7 +376,7 @@ def cohort_report(
     started = _started_before_ready(states, pain_reports, params)
     patient_table = _patient_table(
         members=members.with_columns(pl.col("patient_id").cast(keys.patients)),
-        prescriptions=keys.encode(facts.prescriptions).unique(),
+        prescriptions=keys.encode(prescribed_as_of(facts.prescriptions, as_of)),
         cohort=cohort,
         states=states,
         assessed=assessed,

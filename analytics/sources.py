@@ -30,6 +30,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,6 +85,27 @@ _UNSTORED: Final = (
     f"SELECT procedure_id FROM exercise_session WHERE tenant = {{p}} AND {UNPACKED_SESSION}"
 )
 
+
+def _prescriptions(authored_on: str) -> str:
+    """Each prescribed (patient, exercise) with the day it was written: `authoredOn` as
+    written (its first 10 characters are the local date), read from the body by the
+    dialect's JSON operator `authored_on`."""
+    return (
+        f"SELECT DISTINCT subject.target_id AS patient_id, code.code AS protocol, "
+        f"{authored_on} AS authored_on "
+        "FROM search_token code JOIN search_reference subject "
+        "ON subject.tenant = code.tenant AND subject.type = code.type "
+        "AND subject.resource_id = code.resource_id AND subject.param = 'patient' "
+        "JOIN resource r ON r.tenant = code.tenant AND r.type = code.type "
+        "AND r.id = code.resource_id "
+        "WHERE code.tenant = {p} AND code.type = 'ServiceRequest' AND code.param = 'code' "
+        f"AND code.system = '{EXERCISE_SYSTEM}' AND NOT EXISTS (SELECT 1 FROM search_token st "
+        "WHERE st.tenant = code.tenant AND st.type = code.type "
+        "AND st.resource_id = code.resource_id AND st.param = 'status' "
+        f"AND st.code IN ({', '.join(repr(v) for v in _VOID)}))"
+    )
+
+
 # One query per frame. `{p}` is the backend's placeholder for the tenant.
 _QUERIES: Final[Mapping[str, str]] = {
     # With the figure columns: `_with_stored_figures` splits them off.
@@ -115,17 +137,7 @@ _QUERIES: Final[Mapping[str, str]] = {
     ),
     # Prescribed exercise: the ServiceRequest's code in the exercise CodeSystem, its patient,
     # unless the request is void.
-    "prescriptions": (
-        "SELECT DISTINCT subject.target_id AS patient_id, code.code AS protocol "
-        "FROM search_token code JOIN search_reference subject "
-        "ON subject.tenant = code.tenant AND subject.type = code.type "
-        "AND subject.resource_id = code.resource_id AND subject.param = 'patient' "
-        "WHERE code.tenant = {p} AND code.type = 'ServiceRequest' AND code.param = 'code' "
-        f"AND code.system = '{EXERCISE_SYSTEM}' AND NOT EXISTS (SELECT 1 FROM search_token st "
-        "WHERE st.tenant = code.tenant AND st.type = code.type "
-        "AND st.resource_id = code.resource_id AND st.param = 'status' "
-        f"AND st.code IN ({', '.join(repr(v) for v in _VOID)}))"
-    ),
+    "prescriptions": _prescriptions("json_extract(r.body, '$.authoredOn')"),
 }
 _GROUP_BODIES: Final = (
     "SELECT id, body FROM resource WHERE tenant = {p} AND type = 'Group' AND deleted = {false}"
@@ -264,6 +276,7 @@ _HALF: Final = 1 << 32
 _OFFSET: Final = 1 << 31
 _POSTGRES_QUERIES: Final[Mapping[str, str]] = {
     **_QUERIES,
+    "prescriptions": _prescriptions("r.body ->> 'authoredOn'"),
     "repetitions": (
         f"SELECT procedure_id, repetition_index::int8 * {_HALF} + (pain::int8 + {_OFFSET}) "
         "AS index_pain, distance_cm, "
@@ -606,7 +619,11 @@ def read_fhir_export(directory: Path) -> Facts:
         for patient_id in _body_members(g)
     ]
     prescriptions = [
-        {"patient_id": _reference_id(sr.get("subject")), "protocol": coding["code"]}
+        {
+            "patient_id": _reference_id(sr.get("subject")),
+            "protocol": coding["code"],
+            "authored_on": _day(sr.get("authoredOn")),
+        }
         for sr in _ndjson_resources(directory, "ServiceRequest")
         if sr.get("status") not in _VOID
         for coding in (sr.get("code") or {}).get("coding", ())
@@ -639,6 +656,11 @@ def _plan_parameters(plans: Iterator[dict[str, Any]]) -> dict[str, ProtocolParam
         except InvalidParameter:
             continue  # ingest falls back to the built-in parameters too
     return found
+
+
+def _day(value: Any) -> date | None:
+    """The local date a FHIR date or dateTime was written for (None: absent or partial)."""
+    return date.fromisoformat(value[:10]) if isinstance(value, str) and len(value) >= 10 else None
 
 
 def _reference_id(reference: Any) -> str | None:

@@ -54,7 +54,11 @@ def loaded(engine: Engine) -> Engine:
         fhir.put(fhir.patient("p1", CLINIC)),
         fhir.put(fhir.patient("p2")),
         fhir.put(fhir.group("g1", ["p1", "p-unknown"])),
-        fhir.put(fhir.prescription("rx1", "p1", "flexion-in-lying")),
+        # Written late on 1 March at -05:00 (2 March in UTC): the day as written counts.
+        fhir.put(
+            fhir.prescription("rx1", "p1", "flexion-in-lying", authored="2026-03-01T21:00:00-05:00")
+        ),
+        fhir.put(fhir.prescription("rx3", "p2", "rocking-knees-to-chest")),
         fhir.put(fhir.prescription("rx2", "p2", "flexion-in-lying", status="entered-in-error")),
         # 23:30 at -05:00 is the next day in UTC: the local date as written counts.
         *fhir.session(
@@ -143,7 +147,10 @@ def test_patients_groups_prescriptions_and_pain_reports_are_the_tenants_own(
     assert sorted(members.rows()) == [("g1", "p-unknown"), ("g1", "p1")]
     prescriptions = facts.prescriptions.collect()
     assert prescriptions.schema == PRESCRIPTION_SCHEMA
-    assert prescriptions.rows() == [("p1", "flexion-in-lying")]  # rx2 is entered-in-error
+    assert sorted(prescriptions.rows(), key=str) == [  # rx2 is entered-in-error
+        ("p1", "flexion-in-lying", date(2026, 3, 1)),
+        ("p2", "rocking-knees-to-chest", None),
+    ]
     reports = facts.pain_reports.collect()
     assert reports.schema == PAIN_REPORT_SCHEMA
     assert reports.rows() == [("p1", date(2026, 3, 9), 3)]

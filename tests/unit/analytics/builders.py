@@ -50,7 +50,10 @@ class Tenant:
     pain_reports: list[tuple[str, date, int]] = field(default_factory=list)
     patients: list[tuple[str, str | None]] = field(default_factory=list)
     group_members: list[tuple[str, str]] = field(default_factory=list)
-    prescriptions: list[tuple[str, str]] = field(default_factory=list)
+    # (patient, protocol) or (patient, protocol, authored_on)
+    prescriptions: list[tuple[str, str] | tuple[str, str, date | None]] = field(
+        default_factory=list
+    )
 
     def facts(self) -> Facts:
         return Facts(
@@ -64,7 +67,9 @@ class Tenant:
                 self.group_members, schema=GROUP_MEMBER_SCHEMA, orient="row"
             ).lazy(),
             prescriptions=pl.DataFrame(
-                self.prescriptions, schema=PRESCRIPTION_SCHEMA, orient="row"
+                [(*p, None)[:3] for p in self.prescriptions],
+                schema=PRESCRIPTION_SCHEMA,
+                orient="row",
             ).lazy(),
         )
 

@@ -51,7 +51,11 @@ def group(id_: str, members: list[str]) -> dict[str, Any]:
 
 
 def prescription(
-    id_: str, patient_id: str, protocol: str, status: str = "active"
+    id_: str,
+    patient_id: str,
+    protocol: str,
+    status: str = "active",
+    authored: str | None = None,
 ) -> dict[str, Any]:
     return {
         "resourceType": "ServiceRequest",
@@ -60,6 +64,7 @@ def prescription(
         "intent": "order",
         "code": {"coding": [{"system": EXERCISE_SYSTEM, "code": protocol}]},
         "subject": {"reference": f"Patient/{patient_id}"},
+        **({"authoredOn": authored} if authored else {}),
     }
 
 

@@ -76,6 +76,23 @@ def test_patients_by_status_include_the_prescribed_patient_who_has_not_started()
     assert rocking["patients_by_status"]["active"] == 1
 
 
+def test_a_report_as_of_a_past_day_does_not_know_of_a_prescription_written_later() -> None:
+    tenant = _tenant()
+    tenant.patients.append(("eve", "c1"))
+    tenant.prescriptions.append(("eve", FLEXION, AS_OF))  # written on the report's day
+    cy = next(p for p in tenant.prescriptions if p[0] == "cy")
+    tenant.prescriptions[tenant.prescriptions.index(cy)] = ("cy", FLEXION, AS_OF + timedelta(1))
+    on_the_day = cohort_report(tenant.facts(), Cohort(), AS_OF)
+    assert on_the_day.summary["patients_by_status"]["no-sessions"] == 1
+    rows = on_the_day.patients.filter(pl.col("status") == "no-sessions")["patient_id"].to_list()
+    assert rows == ["eve"]  # cy's prescription is dated the day after
+    before = cohort_report(tenant.facts(), Cohort(), AS_OF - timedelta(1))
+    assert before.summary["patients_by_status"]["no-sessions"] == 0
+    assert "eve" not in before.patients["patient_id"].to_list()
+    by_protocol = cohort_report(tenant.facts(), Cohort(protocol=FLEXION), AS_OF - timedelta(1))
+    assert by_protocol.summary["cohort"]["patients"] == 2  # ann and bob have sessions
+
+
 def test_sessions_by_response_count_flexion_category_sessions_with_rated_repetitions() -> None:
     summary = cohort_report(_tenant().facts(), Cohort(), AS_OF).summary
     assert summary["sessions_by_response"] == {

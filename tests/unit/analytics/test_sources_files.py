@@ -200,7 +200,7 @@ def test_a_fhir_export_gives_the_facts_ingest_would_have_stored(tmp_path: Path) 
     assert facts.pain_reports.collect().rows() == [("p1", date(2026, 3, 9), 3)]
     assert facts.patients.collect().rows() == [("p1", "clinic-a")]
     assert facts.group_members.collect().rows() == [("g1", "p1")]
-    assert facts.prescriptions.collect().rows() == [("p1", FLEXION)]
+    assert facts.prescriptions.collect().rows() == [("p1", FLEXION, None)]
     assert facts.parameters[FLEXION].stop_rule_mode is StopRuleMode.STRICT
 
 
