@@ -18,7 +18,7 @@ from analytics.cohorts import Cohort
 from analytics.report import CohortReport, cohort_report
 from analytics.sources import read_database
 from api.analytics.clinical_routes import Today
-from api.analytics.cohort_query import CohortFilter
+from api.analytics.cohort_query import KnownCohort
 from api.deps import CurrentClient, EngineDep
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
@@ -174,7 +174,7 @@ def cohort_report_json(
     engine: EngineDep,
     client: CurrentClient,
     today: Today,
-    cohort: CohortFilter,
+    cohort: KnownCohort,
     as_of: AsOf = None,
 ) -> CohortReportResponse:
     """Patients by status, sessions by pain response, the pain-per-repetition trend, the stop
@@ -194,7 +194,7 @@ def cohort_report_csv(
     engine: EngineDep,
     client: CurrentClient,
     today: Today,
-    cohort: CohortFilter,
+    cohort: KnownCohort,
     as_of: AsOf = None,
 ) -> Response:
     """The patient-level table of the same report, as a CSV download."""

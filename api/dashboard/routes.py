@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.analytics.clinical_routes import Today
-from api.analytics.cohort_query import CohortFilter
+from api.analytics.cohort_query import CohortFilter, KnownCohort
 from api.dashboard.assets import SECURITY_HEADERS, static_response
 from api.dashboard.data import patient_detail, patient_name, picker_choices, worklist
 from api.dashboard.pages import cohort_page, cohort_query, not_found_page, patient_page
@@ -75,7 +75,7 @@ def worklist_json(
     engine: EngineDep,
     client: CurrentClient,
     now: Today,
-    cohort: CohortFilter,
+    cohort: KnownCohort,
     as_of: AsOf = None,
 ) -> JSONResponse:
     """Patients on hold, retry-due, retry-overdue or in clinician review, most urgent first."""

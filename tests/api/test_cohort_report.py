@@ -158,6 +158,36 @@ def test_a_clinic_and_its_group_are_the_same_cohort(api: TestClient) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/analytics/cohorts/report", "/analytics/cohorts/report.csv", "/dashboard/api/worklist"],
+)
+@pytest.mark.parametrize("parameter", ["group", "organization"])
+def test_an_unknown_group_or_clinic_is_a_400_naming_it_not_an_empty_cohort(
+    api: TestClient, path: str, parameter: str
+) -> None:
+    response = api.get(path, params={parameter: "no-such-id"})
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == [parameter] and "no-such-id" in issue["diagnostics"]
+
+
+def test_a_clinic_known_only_from_its_patients_is_a_cohort(api: TestClient) -> None:
+    # A Patient may name an Organization the records do not hold: that clinic is known.
+    patient = {
+        "resourceType": "Patient",
+        "id": "unstored-clinic-patient",
+        "managingOrganization": {"reference": "Organization/unstored-clinic"},
+    }
+    assert api.put(f"/fhir/Patient/{patient['id']}", json=patient).status_code == 201
+    try:
+        report = api.get("/analytics/cohorts/report", params={"organization": "unstored-clinic"})
+        assert report.status_code == 200, report.text
+        assert report.json()["cohort"]["patients"] == 1
+    finally:
+        api.delete(f"/fhir/Patient/{patient['id']}")
+
+
 def test_a_protocol_cohort_counts_only_that_protocol(api: TestClient) -> None:
     rocking = api.get("/analytics/cohorts/report", params={"protocol": ROCKING}).json()
     assert rocking["cohort"]["patients"] == 1
