@@ -2,8 +2,9 @@
 
 `cohort_report` is the one entry point the API and the `reptrend report` command share, so
 both give the same numbers. It returns the summary (plain JSON values) and the patient-level
-table (one row per patient and protocol). `stop_rule_statuses` gives that table's stop-rule
-rows alone, from the same first steps, for the dashboard's worklist.
+table (one row per patient and protocol, and one for each member on no protocol).
+`stop_rule_statuses` gives that table's stop-rule rows alone, from the same first steps, for
+the dashboard's worklist.
 
 Which sessions each metric counts (decisions the rules leave open, kept in one place):
 - everything is as of `as_of`: sessions and reports dated after it do not exist;
@@ -668,16 +669,31 @@ def _patient_table(
         .join(outcomes, on="patient_id", how="left")
         .join(assessed_readiness, on="protocol", how="left")
         .with_columns(
-            status=pl.col("status").fill_null(ProtocolStatus.NO_SESSIONS.value),
+            # As text: filled with text (polars' schema says String, but an Enum column
+            # filled so keeps its Enum data, which a concat then refuses).
+            status=pl.col("status").cast(pl.String).fill_null(ProtocolStatus.NO_SESSIONS.value),
             readiness=pl.when(pl.col("_assessed")).then(
-                pl.col("readiness").fill_null(Readiness.UNKNOWN.value)
+                pl.col("readiness").cast(pl.String).fill_null(Readiness.UNKNOWN.value)
             ),
             **{table: pl.col(state) for state, table in _STATE_TO_TABLE.items()},
         )
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int32) for c in counts)
     )
+    # Members on no protocol (pain reports only, say) get a row too, protocol and status
+    # empty: the table lists the cohort the summary counts (its pain outcome included).
+    shape = joined.select(PATIENT_TABLE_COLUMNS).collect_schema()
+    unassigned = (
+        members.lazy()
+        .join(pairs, on="patient_id", how="anti")
+        .join(outcomes, on="patient_id", how="left")
+        .with_columns(pl.lit(0, pl.Int32).alias(c) for c in counts)
+    )
+    present = unassigned.collect_schema()
+    unassigned = unassigned.select(
+        pl.col(c) if c in present else pl.lit(None, shape[c]).alias(c) for c in shape
+    )
     return (
-        joined.select(PATIENT_TABLE_COLUMNS)
+        pl.concat([joined.select(PATIENT_TABLE_COLUMNS), unassigned])
         .with_columns(pl.col("patient_id", "protocol").cast(pl.String))
         .sort("patient_id", "protocol")
     )
@@ -693,7 +709,7 @@ def _status_summary(patient_table: pl.DataFrame, table: pl.DataFrame) -> dict[st
                 patient_table.filter(pl.col("protocol") == code), "status", statuses
             ),
         }
-        for code in sorted(patient_table["protocol"].unique().to_list())
+        for code in sorted(patient_table["protocol"].drop_nulls().unique().to_list())
     ]
     return {
         "patients_by_status": _counts(

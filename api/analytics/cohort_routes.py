@@ -187,7 +187,10 @@ def cohort_report_json(
     "/cohorts/report.csv",
     response_class=Response,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "one row per patient and protocol"}
+        200: {
+            "content": {"text/csv": {}},
+            "description": "a row per patient and protocol, and one per member on no protocol",
+        }
     },
 )
 def cohort_report_csv(

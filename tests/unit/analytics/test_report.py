@@ -88,9 +88,25 @@ def test_a_report_as_of_a_past_day_does_not_know_of_a_prescription_written_later
     assert rows == ["eve"]  # cy's prescription is dated the day after
     before = cohort_report(tenant.facts(), Cohort(), AS_OF - timedelta(1))
     assert before.summary["patients_by_status"]["no-sessions"] == 0
-    assert "eve" not in before.patients["patient_id"].to_list()
+    eve = before.patients.filter(pl.col("patient_id") == "eve")
+    assert eve.select("protocol", "status").rows() == [(None, None)]  # a member, on no protocol
     by_protocol = cohort_report(tenant.facts(), Cohort(protocol=FLEXION), AS_OF - timedelta(1))
     assert by_protocol.summary["cohort"]["patients"] == 2  # ann and bob have sessions
+
+
+def test_the_patient_table_lists_every_member_even_on_no_protocol() -> None:
+    tenant = _tenant()
+    tenant.patients.append(("fay", "c1"))
+    tenant.pain_reports += [("fay", DAY0, 8), ("fay", AS_OF, 2)]
+    report = cohort_report(tenant.facts(), Cohort(), AS_OF)
+    assert report.summary["cohort"]["patients"] == report.patients["patient_id"].n_unique() == 5
+    fay = report.patients.filter(pl.col("patient_id") == "fay").row(0, named=True)
+    assert (fay["protocol"], fay["status"], fay["sessions"]) == (None, None, 0)
+    assert (fay["pain_change"], fay["responder"]) == (-6.0, True)
+    without = cohort_report(_tenant().facts(), Cohort(), AS_OF).summary
+    assert report.summary["patients_by_status"] == without["patients_by_status"]
+    assert report.summary["protocols"] == without["protocols"]
+    assert report.summary["pain_outcome"]["patients"] == without["pain_outcome"]["patients"] + 1
 
 
 def test_sessions_by_response_count_flexion_category_sessions_with_rated_repetitions() -> None:
