@@ -1,8 +1,8 @@
 """Dosage, sequence and form across a cohort (CLINICAL_RULES section 6), vectorised.
 
 Matches `domain.adherence`: `dosage_flag` per session, `daily_flags` per day with sessions
-(days a hold covers are not judged), `missing_extension` per flexion-category session and
-`form_fault_counts` per session.
+(days a hold covers are not judged), `skipped_days` for the days of `active_days` without
+any, `missing_extension` per flexion-category session and `form_fault_counts` per session.
 """
 
 from __future__ import annotations
@@ -80,6 +80,50 @@ def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
     )
     return days.with_columns(day_flag=flag.cast(DAY_FLAG)).select(
         *key, "sessions", "dosage_checked", "on_hold", "day_flag"
+    )
+
+
+def skipped_days(days: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
+    """Per patient and protocol of `days` (`daily_flags` rows), `skipped`: the days from its
+    first session to its latest (`domain.adherence.active_days`) with no session and no hold
+    covering them, counted without listing them: the span, less the days with sessions, less
+    the session-free days the holds cover (their union, clipped to the span)."""
+    pair = ["patient_id", "protocol"]
+    spans = days.group_by(pair).agg(
+        first=pl.col("local_date").min(),
+        last=pl.col("local_date").max(),
+        session_days=pl.len(),
+        held_session_days=pl.col("on_hold").sum(),
+    )
+    start = pl.max_horizontal("since", "first")
+    end = pl.min_horizontal(pl.col("closed_on").fill_null(pl.col("last")), "last")
+    pieces = (
+        holds.select(*pair, "since", "closed_on")
+        .join(spans.select(*pair, "first", "last"), on=pair)
+        .select(*pair, start=start.cast(pl.Int32), end=end.cast(pl.Int32))
+        .filter(pl.col("start") <= pl.col("end"))
+        .sort(*pair, "start")
+        # The union of a pair's intervals: each adds the days past the furthest end before it.
+        .with_columns(reach=pl.col("end").cum_max().shift(1).over(pair))
+        .select(
+            *pair,
+            covered=(
+                pl.col("end")
+                - pl.max_horizontal("start", pl.col("reach").fill_null(-(1 << 30)) + 1)
+                + 1
+            ).clip(lower_bound=0),
+        )
+        .group_by(pair)
+        .agg(covered=pl.col("covered").sum())
+    )
+    span = (pl.col("last") - pl.col("first")).dt.total_days() + 1
+    return spans.join(pieces, on=pair, how="left").select(
+        *pair,
+        skipped=(
+            span
+            - pl.col("session_days")
+            - (pl.col("covered").fill_null(0) - pl.col("held_session_days"))
+        ).cast(pl.Int64),
     )
 
 

@@ -137,6 +137,17 @@ def on_hold(day: date, holds: Iterable[Hold]) -> bool:
     return any(hold.covers(day) for hold in holds)
 
 
+def active_days(session_days: Iterable[date]) -> list[date]:
+    """The days a protocol is judged on: every day from its first session to its latest, so a
+    day in between without any session is `under-sessions`. Days after the latest session are
+    not judged: a finished programme and a lapse look the same from the sessions alone (the
+    worklist's status and last session tell them apart)."""
+    days = sorted(set(session_days))
+    if not days:
+        return []
+    return [days[0] + timedelta(days=k) for k in range((days[-1] - days[0]).days + 1)]
+
+
 def daily_flags(
     session_days: Iterable[date],
     holds: Iterable[Hold],

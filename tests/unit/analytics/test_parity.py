@@ -367,6 +367,22 @@ def test_days_per_day_flags_and_missing_extension_match_the_domain(cohort: Cohor
         for day, flag in domain_adherence.daily_flags(known, state.holds, params).items():
             expected[(patient, protocol, day)] = flag.value
     assert found == expected
+    # The days between sessions without any: counted per pair, as the domain lists them.
+    skipped = adherence.skipped_days(days.lazy(), holds.lazy()).collect()
+    found_skipped = {(r[0], r[1]): r[2] for r in skipped.iter_rows() if r[2]}
+    expected_skipped: dict[tuple[str, str], int] = {}
+    for (patient, protocol), records in by_pair.items():
+        params = cohort.params[protocol]
+        known = [r.day for r in records if r.day <= cohort.as_of]
+        holds_then = evaluate_protocol(records, cohort.as_of, params).holds
+        idle = [
+            d
+            for d in domain_adherence.active_days(known)
+            if d not in known and not domain_adherence.on_hold(d, holds_then)
+        ]
+        if idle:
+            expected_skipped[(patient, protocol)] = len(idle)
+    assert found_skipped == expected_skipped
     # The report's path: patients and protocols as Enum codes (holds found by an as-of join).
     codes = {
         "patient_id": pl.Enum(sorted({s.patient_id for s in cohort.sessions})),

@@ -94,6 +94,21 @@ def test_a_report_as_of_a_past_day_does_not_know_of_a_prescription_written_later
     assert by_protocol.summary["cohort"]["patients"] == 2  # ann and bob have sessions
 
 
+def test_a_day_without_sessions_between_two_sessions_is_under_the_daily_minimum() -> None:
+    three = [
+        Session(f"g{d}{k}", "gus", FLEXION, at(d, 8 + 3 * k), reps(1, 1, 0, 0, 0))
+        for d in (0, 3)
+        for k in range(3)
+    ]
+    tenant = Tenant(sessions=three, patients=[("gus", "c1")], prescriptions=[("gus", FLEXION)])
+    dosage = cohort_report(tenant.facts(), Cohort(), DAY0 + timedelta(days=10)).summary[
+        "dosage_adherence"
+    ]
+    # Days 0 and 3 have their three sessions; 1 and 2 none; after day 3 nothing is judged.
+    assert dosage["days"] == {"count": 2, "of": 4, "rate": 0.5}
+    assert (dosage["under_sessions_days"], dosage["over_sessions_days"]) == (2, 0)
+
+
 def test_the_patient_table_lists_every_member_even_on_no_protocol() -> None:
     tenant = _tenant()
     tenant.patients.append(("fay", "c1"))

@@ -11,6 +11,7 @@ from domain.adherence import (
     InvalidTiming,
     SessionFlag,
     TimedSession,
+    active_days,
     daily_flags,
     dosage_flag,
     form_fault_counts,
@@ -193,6 +194,14 @@ def test_without_a_day_list_only_days_with_sessions_are_judged() -> None:
     assert daily_flags([day(0)] * 3, [], P, days=[day(0), day(1)]) == {
         day(1): DayFlag.UNDER_SESSIONS
     }
+
+
+def test_the_active_days_run_from_the_first_session_to_the_latest() -> None:
+    assert active_days([]) == []
+    assert active_days([day(3), day(0), day(0)]) == [day(0), day(1), day(2), day(3)]
+    # A skipped day in between is judged: no session is under the minimum.
+    flags = daily_flags([day(0)] * 3 + [day(2)] * 3, [], P, days=active_days([day(0), day(2)]))
+    assert flags == {day(1): DayFlag.UNDER_SESSIONS}
 
 
 def test_sessions_per_day_are_not_checked_without_dosage() -> None:
