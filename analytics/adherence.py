@@ -1,8 +1,8 @@
 """Dosage, sequence and form across a cohort (CLINICAL_RULES section 6), vectorised.
 
 Matches `domain.adherence`: `dosage_flag` per session, `daily_flags` per day with sessions
-(days a hold covers are not judged), `skipped_days` for the days of `active_days` without
-any, `missing_extension` per flexion-category session and `form_fault_counts` per session.
+(days a hold covers are not judged), `day_counts` per pair, with the days of `active_days`
+without any, `missing_extension` per flexion-category session and `form_fault_counts` per session.
 """
 
 from __future__ import annotations
@@ -83,21 +83,27 @@ def daily_flags(assessed: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def skipped_days(days: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
-    """Per patient and protocol of `days` (`daily_flags` rows), `skipped`: the days from its
-    first session to its latest (`domain.adherence.active_days`) with no session and no hold
-    covering them, counted without listing them: the span, less the days with sessions, less
-    the session-free days the holds cover (their union, clipped to the span)."""
+def day_counts(days: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
+    """Per patient and protocol of `days` (`daily_flags` rows): the days judged with sessions
+    (`judged`, `under`, `over`: not on hold) and `skipped`, the days from its first session
+    to its latest (`domain.adherence.active_days`) with no session and no hold covering them.
+    Skipped days are counted without listing them: the span, less the days with sessions,
+    less the session-free days the holds cover (their union, clipped to the span)."""
     pair = ["patient_id", "protocol"]
+    free = ~pl.col("on_hold")
+    flag = pl.col("day_flag")
     spans = days.group_by(pair).agg(
         first=pl.col("local_date").min(),
         last=pl.col("local_date").max(),
         session_days=pl.len(),
         held_session_days=pl.col("on_hold").sum(),
+        judged=free.sum(),
+        under=(free & (flag == DayFlag.UNDER_SESSIONS.value)).sum(),
+        over=(free & (flag == DayFlag.OVER_SESSIONS.value)).sum(),
     )
     start = pl.max_horizontal("since", "first")
     end = pl.min_horizontal(pl.col("closed_on").fill_null(pl.col("last")), "last")
-    pieces = (
+    covered = (
         holds.select(*pair, "since", "closed_on")
         .join(spans.select(*pair, "first", "last"), on=pair)
         .select(*pair, start=start.cast(pl.Int32), end=end.cast(pl.Int32))
@@ -117,13 +123,11 @@ def skipped_days(days: pl.LazyFrame, holds: pl.LazyFrame) -> pl.LazyFrame:
         .agg(covered=pl.col("covered").sum())
     )
     span = (pl.col("last") - pl.col("first")).dt.total_days() + 1
-    return spans.join(pieces, on=pair, how="left").select(
+    idle_held = pl.col("covered").fill_null(0) - pl.col("held_session_days")
+    return spans.join(covered, on=pair, how="left").select(
         *pair,
-        skipped=(
-            span
-            - pl.col("session_days")
-            - (pl.col("covered").fill_null(0) - pl.col("held_session_days"))
-        ).cast(pl.Int64),
+        *(pl.col(c).cast(pl.Int64) for c in ("judged", "under", "over")),
+        skipped=(span - pl.col("session_days") - idle_held).cast(pl.Int64),
     )
 
 

@@ -817,28 +817,21 @@ def _adherence_counts(
         ),
         holds,
     )
-    flag = pl.col("day_flag")
-    with_sessions = days.filter(pl.col("dosage_checked") & ~pl.col("on_hold")).select(
-        days=pl.len().cast(pl.Int64),
-        days_within=flag.is_null().sum().cast(pl.Int64),
-        under_days=(flag == "under-sessions").sum().cast(pl.Int64),
-        over_days=(flag == "over-sessions").sum().cast(pl.Int64),
-    )
-    # Days between a pair's first and latest session without any (and not on hold): under
-    # its minimum, unless the clinic set that minimum to 0.
-    skipped = (
-        adherence.skipped_days(days.filter("dosage_checked"), holds)
+    # Days with sessions (not on hold) by their flag, and the days between a pair's first
+    # and latest session without any: under its minimum, unless the clinic set that to 0.
+    skipped = pl.col("skipped")
+    judged = (
+        adherence.day_counts(days.filter("dosage_checked"), holds)
         .with_columns(_rule(table, "min_sessions_per_day"))
+        .with_columns(idle_under=skipped * (pl.col("min_sessions_per_day") > 0))
         .select(
-            days=pl.col("skipped").sum(),
-            under_days=pl.col("skipped").filter(pl.col("min_sessions_per_day") > 0).sum(),
+            days=(pl.col("judged") + skipped).sum(),
+            days_within=(pl.col("judged") - pl.col("under") - pl.col("over") + skipped).sum()
+            - pl.col("idle_under").sum(),
+            under_days=(pl.col("under") + pl.col("idle_under")).sum(),
+            over_days=pl.col("over").sum(),
         )
-    )
-    judged = with_sessions.join(skipped, how="cross").select(
-        days=pl.col("days") + pl.col("days_right"),
-        days_within=pl.col("days_within") + pl.col("days_right") - pl.col("under_days_right"),
-        under_days=pl.col("under_days") + pl.col("under_days_right"),
-        over_days="over_days",
+        .with_columns(pl.all().cast(pl.Int64))
     )
     followed = extension.select(
         flexion=pl.len().cast(pl.Int64),

@@ -368,8 +368,12 @@ def test_days_per_day_flags_and_missing_extension_match_the_domain(cohort: Cohor
             expected[(patient, protocol, day)] = flag.value
     assert found == expected
     # The days between sessions without any: counted per pair, as the domain lists them.
-    skipped = adherence.skipped_days(days.lazy(), holds.lazy()).collect()
-    found_skipped = {(r[0], r[1]): r[2] for r in skipped.iter_rows() if r[2]}
+    counts = adherence.day_counts(days.lazy(), holds.lazy()).collect()
+    found_skipped = {
+        (r["patient_id"], r["protocol"]): r["skipped"]
+        for r in counts.iter_rows(named=True)
+        if r["skipped"]
+    }
     expected_skipped: dict[tuple[str, str], int] = {}
     for (patient, protocol), records in by_pair.items():
         params = cohort.params[protocol]
