@@ -158,9 +158,10 @@ _PRIMITIVE_EXPRESSIONS: Final[Mapping[str, str]] = {
     "code": "_is_code({x})",
     "id": "(type({x}) is str and _ID.fullmatch({x}) is not None)",
     # uri / canonical: pattern '\S*' is unanchored and matches anything, so any valid Unicode
-    # str (including " " and "\n") is accepted, except "" (FHIR JSON has no empty strings).
-    "uri": "(type({x}) is str and {x} != '' and " + _NO_SURROGATE + ")",
-    "canonical": "(type({x}) is str and {x} != '' and " + _NO_SURROGATE + ")",
+    # str (including " " and "\n") is accepted, except "" (FHIR JSON has no empty strings;
+    # a plain truth test is the cheapest way to say so).
+    "uri": "(type({x}) is str and {x} and " + _NO_SURROGATE + ")",
+    "canonical": "(type({x}) is str and {x} and " + _NO_SURROGATE + ")",
     # Narrative.div: a bare ``str`` annotation without a pattern: any str but "".
     "xhtml": "(type({x}) is str and {x} != '')",
     "boolean": "(type({x}) is bool)",
@@ -187,7 +188,7 @@ def _compile(source: str, name: str, extra: Mapping[str, Any] | None = None) -> 
 
 
 PRIMITIVE_CHECKS: Final[Mapping[str, Check]] = {
-    name: _compile(f"def check(x):\n    return {expr.format(x='x')}\n", "check")
+    name: _compile(f"def check(x):\n    return bool({expr.format(x='x')})\n", "check")
     for name, expr in _PRIMITIVE_EXPRESSIONS.items()
 }
 """FHIR primitive type name -> predicate; True only if the full validation accepts the value."""
