@@ -3,7 +3,9 @@
 Run: ``uv run python bench/bench_validation.py [--n 20000] [--repeats 3]``
 
 Generates N realistic repetition Observations (session contract, CLINICAL_RULES.md section 2),
-then times ``Observation.model_validate(dict)`` and ``fast_validate(dict)`` over all of them,
+then times ``Observation.model_validate(dict)``, the store's whole slow path
+``store.validation.full_validate`` (FHIR JSON shape check, then the model) and
+``fast_validate(dict)`` over all of them,
 ``repeats`` times each, and prints the median rates (single process, one core) and their ratio,
 by wall clock and by process CPU time (the latter is steadier on a shared machine).
 """
@@ -22,6 +24,7 @@ from typing import Any
 from fhir.resources.R4B.observation import Observation
 
 from store.fast_validation import fast_validate
+from store.validation import full_validate
 
 SESSION_MEASURE = "https://reptrend.dev/fhir/CodeSystem/session-measure"
 FORM_FAULT = "https://reptrend.dev/fhir/CodeSystem/form-fault"
@@ -129,10 +132,14 @@ def main() -> None:
         raise SystemExit(f"fast path deferred on {len(resources) - accepted} generated resources")
 
     full_wall, full_cpu = median_rates(resources, Observation.model_validate, args.repeats)
+    slow_wall, slow_cpu = median_rates(
+        resources, lambda r: full_validate(r, "Observation"), args.repeats
+    )
     fast_wall, fast_cpu = median_rates(resources, fast_validate, args.repeats)
     print(f"{len(resources)} repetition Observations, one process, median of {args.repeats} runs")
     print(f"{'':34}{'wall-clock':>12}{'CPU time':>12}")
     print(f"{'fhir.resources R4B model_validate':34}{full_wall:>10,.0f}/s{full_cpu:>10,.0f}/s")
+    print(f"{'full_validate (JSON shape + model)':34}{slow_wall:>10,.0f}/s{slow_cpu:>10,.0f}/s")
     print(f"{'fast_validate':34}{fast_wall:>10,.0f}/s{fast_cpu:>10,.0f}/s")
     print(f"{'speed-up':34}{fast_wall / full_wall:>11.1f}x{fast_cpu / full_cpu:>11.1f}x")
 

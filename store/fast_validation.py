@@ -1,26 +1,27 @@
 """Fast, conservative validation of the hot session-contract resource shapes.
 
-``fast_validate(resource)`` returns True only when it is certain that
-``fhir.resources`` 8.3.0 (R4B models, ``Model.model_validate(dict)``) accepts the resource.
-False means "not certain": the caller must run the full fhir.resources validation. The fast
-path never rejects on its own, so "fast accept, else full validation" accepts and rejects
-exactly the inputs that full validation accepts and rejects.
+``fast_validate(resource)`` returns True only when it is certain that the full validation of
+``store.validation.full_validate`` accepts the resource: the FHIR R4 JSON shape check (JSON types
+per primitive, no null, no empty object, array or string) and then ``fhir.resources`` 8.3.0 (R4B
+models, ``Model.model_validate(dict)``). False means "not certain": the caller must run the full
+validation. The fast path never rejects on its own, so "fast accept, else full validation"
+accepts and rejects exactly the inputs that full validation accepts and rejects.
 
 What is modelled (everything else defers): the session Procedure, the repetition, compact and
 general pain Observations of CLINICAL_RULES.md section 2, with a narrow set of optional elements
 (``id``, ``meta``, ``text``, ``identifier``, ``basedOn``, ``partOf``, ``category``,
-``encounter``, ``performer``, ``issued``). Every rule below mirrors what fhir.resources /
-fhir_core / pydantic actually do, as measured (tests/unit/test_fast_validation.py proves it
-differentially), not what the FHIR specification says:
+``encounter``, ``performer``, ``issued``). Every rule below mirrors what the full validation
+actually does, as measured (tests/unit/test_fast_validation.py proves it differentially):
 
-- pydantic ``extra="forbid"``: unknown keys are rejected. Keys this module does not model
+- unknown keys are rejected (pydantic ``extra="forbid"``). Keys this module does not model
   (``_status`` primitive extensions, ``fhir_comments``, ``contained``, ``modifierExtension``,
   element ``id``, further value[x] types, ...) defer.
-- ``null``, empty lists and empty objects are accepted by fhir.resources in many places
-  (even ``"code": null`` on Observation); they always defer here.
-- Python-side leniency (lax pydantic): ``"true"``/``1`` for booleans, ``"4"``/``4.0``/``True``
-  for integers, ``"2.5"`` for decimals, tuples for lists, ``str``/``int``/``dict`` subclasses
-  are accepted by fhir.resources; they defer here (only exact JSON types are modelled).
+- only exact JSON types are accepted: ``bool`` for booleans, ``int`` for integers, ``int`` or
+  ``float`` for decimals, ``str`` for every other primitive, plain ``dict``/``list``. Anything
+  else defers (the full validation refuses what pydantic's lax mode would coerce, such as
+  ``"true"``/``1`` for booleans, ``"4"``/``4.0``/``True`` for integers or ``"2.5"`` for decimals).
+- ``null``, empty lists, empty objects and empty strings (even for ``uri`` and ``xhtml``, which
+  fhir.resources alone accepts empty) defer; the full validation refuses them.
 - code values are not checked against value sets (``Observation.status = "bogus"`` is valid);
   only the code pattern is.
 - choice types (value[x], effective[x], performed[x]) allow at most one present member; none
@@ -156,12 +157,13 @@ _PRIMITIVE_EXPRESSIONS: Final[Mapping[str, str]] = {
     + " and _STRING_CHAR.search({x}) is not None)",
     "code": "_is_code({x})",
     "id": "(type({x}) is str and _ID.fullmatch({x}) is not None)",
-    # uri / canonical: pattern '\S*' is unanchored and matches "", so any valid Unicode str
-    # (including "", " " and "\n") is accepted.
-    "uri": "(type({x}) is str and " + _NO_SURROGATE + ")",
-    "canonical": "(type({x}) is str and " + _NO_SURROGATE + ")",
-    # Narrative.div: a bare ``str`` annotation without a pattern: any str (even "").
-    "xhtml": "(type({x}) is str)",
+    # uri / canonical: pattern '\S*' is unanchored and matches anything, so any valid Unicode
+    # str (including " " and "\n") is accepted, except "" (FHIR JSON has no empty strings;
+    # a plain truth test is the cheapest way to say so).
+    "uri": "(type({x}) is str and {x} and " + _NO_SURROGATE + ")",
+    "canonical": "(type({x}) is str and {x} and " + _NO_SURROGATE + ")",
+    # Narrative.div: a bare ``str`` annotation without a pattern: any str but "".
+    "xhtml": "(type({x}) is str and {x} != '')",
     "boolean": "(type({x}) is bool)",
     "integer": "(type({x}) is int and " + f"{_INT32_MIN} <= {{x}} <= {_INT32_MAX})",
     "decimal": "_is_decimal({x})",
@@ -186,10 +188,10 @@ def _compile(source: str, name: str, extra: Mapping[str, Any] | None = None) -> 
 
 
 PRIMITIVE_CHECKS: Final[Mapping[str, Check]] = {
-    name: _compile(f"def check(x):\n    return {expr.format(x='x')}\n", "check")
+    name: _compile(f"def check(x):\n    return bool({expr.format(x='x')})\n", "check")
     for name, expr in _PRIMITIVE_EXPRESSIONS.items()
 }
-"""FHIR primitive type name -> predicate; True only if fhir.resources accepts the value."""
+"""FHIR primitive type name -> predicate; True only if the full validation accepts the value."""
 
 # --------------------------------------------------------------------------------------------
 # Complex types: closed key sets; every value must be present, non-null and non-empty.
@@ -381,7 +383,7 @@ _BY_RESOURCE_TYPE: Final[Mapping[str, Check]] = {
 
 
 def fast_validate(resource: Mapping[str, Any]) -> bool:
-    """True only if fhir.resources R4B certainly accepts ``resource``; False means "not sure".
+    """True only if the full validation certainly accepts ``resource``; False means "not sure".
 
     ``resource`` must be a plain ``dict`` (as parsed from JSON) whose ``resourceType`` is
     ``"Observation"`` or ``"Procedure"``; anything else defers.

@@ -36,6 +36,7 @@ from cli.demo_data import (
 )
 from domain.pain_response import Repetition, SessionAssessment, classify_session
 from domain.protocols import DEFAULT_PARAMETERS
+from store.validation import full_validate, json_shape_problems
 
 ANCHOR = date(2026, 3, 11)
 EXERCISE = "https://reptrend.dev/fhir/CodeSystem/exercise"
@@ -315,7 +316,19 @@ def test_every_kind_of_resource_validates_with_fhir_resources_r4b(data: DataSet)
         seen[key] += 1
         if seen[key] <= 3:
             get_fhir_model_class(r["resourceType"]).model_validate(r)
+            full_validate(r, r["resourceType"])  # and as FHIR JSON: the store's slow path
     assert len(seen) >= 10
+
+
+def test_every_resource_is_fhir_json_without_wrong_types_nulls_or_empty_values(
+    data: DataSet,
+) -> None:
+    bad = [
+        (r["resourceType"], problems)
+        for r in resources(data.bundles)
+        if (problems := json_shape_problems(r, r["resourceType"]))
+    ]
+    assert bad == []
 
 
 @pytest.mark.skipif(

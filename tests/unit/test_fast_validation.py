@@ -1,7 +1,9 @@
-"""Differential tests: store.fast_validation against fhir.resources 8.3.0 (R4B models).
+"""Differential tests: store.fast_validation against the full validation (the slow path).
 
-The contract under test: ``fast_validate(r)`` implies that fhir.resources accepts ``r``, and every
-valid session-contract resource (CLINICAL_RULES.md section 2) is fast-accepted.
+The slow path is ``store.validation.full_validate``: the FHIR R4 JSON shape check, then
+fhir.resources 8.3.0 (R4B models). The contract under test: ``fast_validate(r)`` implies that the
+full validation accepts ``r``, every valid session-contract resource (CLINICAL_RULES.md section 2)
+is fast-accepted, and wrong JSON types, nulls and empty values are refused by both.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from store.errors import InvalidResource
 from store.fast_validation import PRIMITIVE_CHECKS, fast_validate
+from store.validation import fhirpath, full_validate
 
 EXAMPLES = Path("/work/shared/examples")
 MODELS: dict[str, Any] = {"Observation": Observation, "Procedure": Procedure}
@@ -43,13 +47,13 @@ SLOW = settings(
 
 
 def full_accepts(resource: Any) -> bool:
-    """What the full pipeline decides: the R4B model named by resourceType validates it."""
-    model = MODELS.get(str(resource.get("resourceType"))) if isinstance(resource, dict) else None
-    if model is None:
-        model = Observation
+    """What the slow path decides for the type named by resourceType (else Observation)."""
+    resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if resource_type not in MODELS:
+        resource_type = "Observation"  # whose model refuses any other resourceType
     try:
-        model.model_validate(copy.deepcopy(resource))
-    except (ValidationError, ValueError, TypeError):
+        full_validate(copy.deepcopy(resource), resource_type)
+    except (InvalidResource, ValueError, TypeError):
         return False
     return True
 
@@ -58,7 +62,9 @@ def assert_sound(resource: Any) -> bool:
     """fast accept => full accept. Returns the fast verdict."""
     fast = fast_validate(resource)
     if fast:
-        assert full_accepts(resource), f"fast path accepted what fhir.resources rejects: {resource}"
+        assert full_accepts(resource), (
+            f"fast path accepted what the full validation rejects: {resource}"
+        )
     return fast
 
 
@@ -564,7 +570,55 @@ def leaf_key(path: Path_) -> str:
     return ""
 
 
-MUTATION_KINDS = ["delete", "replace", "add", "add_choice", "resource_type", "swap"]
+MUTATION_KINDS = ["delete", "replace", "add", "add_choice", "resource_type", "swap", "wrong_json"]
+
+WRONG_JSON_KINDS = ["quote", "retype", "null", "empty", "null_in_list", "fraction"]
+
+
+def wrong_json_edit(draw: st.DrawFn, resource: dict[str, Any]) -> Path_ | None:
+    """Make one element of ``resource`` wrong FHIR JSON; return its path (None: nothing to edit).
+
+    What fhir.resources alone coerces or lets through: a number or boolean quoted, a string
+    given as a number or boolean, null, an empty object, array or string, a null in an array,
+    an integer written with a fraction part.
+    """
+    paths = [p for p in all_paths(resource) if p != ("resourceType",)]
+    kind = draw(st.sampled_from(WRONG_JSON_KINDS))
+    value: Any
+    if kind == "quote":
+        paths = [p for p in paths if type(get_at(resource, p)) in (bool, int, float)]
+    elif kind == "retype":
+        paths = [p for p in paths if type(get_at(resource, p)) is str]
+    elif kind == "empty":
+        paths = [p for p in paths if type(get_at(resource, p)) in (dict, list, str)]
+    elif kind == "null_in_list":
+        paths = [p for p in paths if type(get_at(resource, p)) is list]
+    elif kind == "fraction":
+        paths = [
+            p
+            for p in paths
+            if type(get_at(resource, p)) is int and FAMILY_OF_KEY.get(leaf_key(p)) == "integer"
+        ]
+    if not paths:
+        return None
+    path = draw(st.sampled_from(paths))
+    old = get_at(resource, path)
+    if kind == "null_in_list":
+        index = draw(st.integers(0, len(old)))
+        old.insert(index, None)
+        return (*path, index)
+    if kind == "quote":
+        value = json.dumps(old)
+    elif kind == "retype":
+        value = draw(st.sampled_from([0, 4, 2.5, True, False]))
+    elif kind == "null":
+        value = None
+    elif kind == "empty":
+        value = type(old)()
+    else:
+        value = float(old)
+    get_at(resource, path[:-1])[path[-1]] = value
+    return path
 
 
 FAMILY_NAMES = sorted({*FAMILY_OF_KEY.values(), "string"})
@@ -615,6 +669,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
             resource["resourceType"] = draw(
                 st.sampled_from(["Procedure", "Observation", "observation", None, 5, "Patient"])
             )
+        elif kind == "wrong_json":
+            wrong_json_edit(draw, resource)
         elif kind == "swap" and len(paths) >= 2:
             a, b = draw(st.sampled_from(paths)), draw(st.sampled_from(paths))
             value = copy.deepcopy(get_at(resource, b))
@@ -640,7 +696,7 @@ def test_every_valid_contract_resource_is_fast_accepted_and_fully_valid(
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 @settings(SLOW, max_examples=40)
 @given(data=st.data())
-def test_fast_accept_implies_fhir_resources_accepts_when_one_primitive_is_fuzzed(
+def test_fast_accept_implies_full_validation_accepts_when_one_primitive_is_fuzzed(
     family: str, data: st.DataObject
 ) -> None:
     resource = data.draw(fuzzed_leaf(family))
@@ -649,10 +705,33 @@ def test_fast_accept_implies_fhir_resources_accepts_when_one_primitive_is_fuzzed
 
 @settings(SLOW, max_examples=250)
 @given(mutated())
-def test_fast_accept_implies_fhir_resources_accepts_for_structural_mutations(
+def test_fast_accept_implies_full_validation_accepts_for_structural_mutations(
     resource: dict[str, Any],
 ) -> None:
     event(f"fast={assert_sound(resource)}")
+
+
+@st.composite
+def wrong_json_resources(draw: st.DrawFn) -> tuple[dict[str, Any], Path_]:
+    resource: dict[str, Any] = copy.deepcopy(draw(contract_resources))
+    path = wrong_json_edit(draw, resource)
+    assume(path is not None)
+    assert path is not None
+    return resource, path
+
+
+@settings(SLOW, max_examples=300)
+@given(wrong_json_resources())
+def test_wrong_json_types_nulls_and_empty_values_are_refused_by_both_paths_at_the_element(
+    case: tuple[dict[str, Any], Path_],
+) -> None:
+    resource, path = case
+    event(f"edited={leaf_key(path) or 'list item'}")
+    assert not fast_validate(resource), (path, resource)
+    resource_type = resource["resourceType"]
+    with pytest.raises(InvalidResource) as refused:
+        full_validate(copy.deepcopy(resource), resource_type)
+    assert refused.value.expression == fhirpath(resource_type, path), refused.value.diagnostics
 
 
 # ------------------------------------------------------------------------------------------
@@ -1050,16 +1129,17 @@ def quantity_value(value: Any) -> Mutation:
     return apply
 
 
-# (rule, base, mutation, does fhir.resources accept it?) -- the fast path must never accept a
-# case fhir.resources rejects, and defers (False) on every case listed here.
+# (rule, base, mutation, does the full validation accept it?) -- the fast path must never accept
+# a case the full validation rejects, and defers (False) on every case listed here. The cases
+# fhir.resources alone accepts by coercion (null, empty, "4", "true", "2.5") are refused.
 RULES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, bool]] = [
     ("observation_status_is_required", repetition_obs, deleter("status"), False),
     ("observation_status_null_is_missing", repetition_obs, setter("status", None), False),
     ("observation_code_is_required", repetition_obs, deleter("code"), False),
-    ("observation_code_null_is_accepted_by_library", repetition_obs, setter("code", None), True),
+    ("observation_code_null_is_refused", repetition_obs, setter("code", None), False),
     ("procedure_status_is_required", session_procedure, deleter("status"), False),
     ("procedure_subject_is_required", session_procedure, deleter("subject"), False),
-    ("procedure_subject_null_is_accepted", session_procedure, setter("subject", None), True),
+    ("procedure_subject_null_is_refused", session_procedure, setter("subject", None), False),
     ("resource_type_must_match_model", repetition_obs, setter("resourceType", "Procedure"), False),
     (
         "resource_type_is_case_sensitive",
@@ -1091,10 +1171,29 @@ RULES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, bool]] = [
         False,
     ),
     ("empty_string_is_rejected", repetition_obs, nested(("subject", "reference"), ""), False),
-    ("empty_list_is_accepted", repetition_obs, setter("partOf", []), True),
+    ("empty_list_is_refused", repetition_obs, setter("partOf", []), False),
     ("null_in_complex_list_is_rejected", repetition_obs, setter("partOf", [None]), False),
-    ("empty_object_is_accepted", repetition_obs, setter("subject", {}), True),
-    ("null_optional_element_is_accepted", repetition_obs, setter("subject", None), True),
+    ("empty_object_is_refused", repetition_obs, setter("subject", {}), False),
+    ("empty_nested_object_is_refused", repetition_obs, nested(("code", "coding", 0), {}), False),
+    ("null_optional_element_is_refused", repetition_obs, setter("subject", None), False),
+    (
+        "null_in_primitive_list_is_refused",
+        repetition_obs,
+        setter("meta", {"profile": [None]}),
+        False,
+    ),
+    (
+        "empty_uri_is_refused",
+        repetition_obs,
+        nested(("code", "coding", 0, "system"), ""),
+        False,
+    ),
+    (
+        "empty_narrative_div_is_refused",
+        repetition_obs,
+        setter("text", {"status": "s", "div": ""}),
+        False,
+    ),
     ("integer_above_int32_is_rejected", repetition_obs, setter("valueInteger", 2**31), False),
     (
         "integer_below_int32_is_rejected",
@@ -1102,21 +1201,21 @@ RULES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, bool]] = [
         setter("valueInteger", -(2**31) - 1),
         False,
     ),
-    ("integer_as_string_is_coerced", repetition_obs, setter("valueInteger", "4"), True),
-    ("integer_as_bool_is_coerced", repetition_obs, setter("valueInteger", True), True),
-    ("integer_as_whole_float_is_coerced", repetition_obs, setter("valueInteger", 4.0), True),
+    ("integer_as_string_is_refused", repetition_obs, setter("valueInteger", "4"), False),
+    ("integer_as_bool_is_refused", repetition_obs, setter("valueInteger", True), False),
+    ("integer_as_whole_float_is_refused", repetition_obs, setter("valueInteger", 4.0), False),
     ("integer_as_fractional_float_is_rejected", repetition_obs, setter("valueInteger", 4.5), False),
     (
-        "bool_as_string_is_coerced",
+        "bool_as_string_is_refused",
         repetition_obs,
         nested(("code", "coding", 0, "userSelected"), "true"),
-        True,
+        False,
     ),
     (
-        "bool_as_int_is_coerced",
+        "bool_as_int_is_refused",
         repetition_obs,
         nested(("code", "coding", 0, "userSelected"), 1),
-        True,
+        False,
     ),
     (
         "bool_as_two_is_rejected",
@@ -1125,7 +1224,14 @@ RULES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, bool]] = [
         False,
     ),
     ("decimal_bool_is_rejected", repetition_obs, quantity_value(True), False),
-    ("decimal_string_is_accepted", repetition_obs, quantity_value("2.5"), True),
+    ("decimal_string_is_refused", repetition_obs, quantity_value("2.5"), False),
+    (
+        "datetime_as_number_is_refused",
+        repetition_obs,
+        setter("effectiveDateTime", 1773129600),
+        False,
+    ),
+    ("python_field_name_is_refused", repetition_obs, setter("status__ext", {"id": "x"}), False),
     ("decimal_with_leading_zero_is_rejected", repetition_obs, quantity_value("01"), False),
     ("decimal_nan_is_rejected", repetition_obs, quantity_value(float("nan")), False),
     ("decimal_infinity_is_rejected", repetition_obs, quantity_value(float("inf")), False),
@@ -1179,7 +1285,7 @@ RULES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, bool]] = [
     ("base", "mutation", "library_accepts"),
     [pytest.param(b, m, a, id=rule) for rule, b, m, a in RULES],
 )
-def test_documented_fhir_resources_behaviour_and_fast_path_defers(
+def test_documented_full_validation_behaviour_and_fast_path_defers(
     base: Callable[[], dict[str, Any]], mutation: Mutation, library_accepts: bool
 ) -> None:
     resource = base()
@@ -1193,8 +1299,7 @@ def test_documented_fhir_resources_behaviour_and_fast_path_defers(
     ("rule", "mutation"),
     [
         ("observation_status_value_is_not_checked", setter("status", "bogus")),
-        ("empty_uri_is_valid", nested(("code", "coding", 0, "system"), "")),
-        ("narrative_div_content_is_not_checked", setter("text", {"status": "s", "div": ""})),
+        ("narrative_div_content_is_not_checked", setter("text", {"status": "s", "div": "x"})),
         ("partial_date_is_a_valid_datetime", setter("effectiveDateTime", "2026-03")),
         ("max_length_id_is_valid", setter("id", "a" * 255)),
         ("uri_with_spaces_is_valid", nested(("code", "coding", 0, "system"), "not a uri")),
@@ -1204,7 +1309,7 @@ def test_documented_fhir_resources_behaviour_and_fast_path_defers(
         ("value_x_is_optional", deleter("valueInteger")),
     ],
 )
-def test_fast_path_accepts_what_fhir_resources_accepts(rule: str, mutation: Mutation) -> None:
+def test_fast_path_accepts_what_the_full_validation_accepts(rule: str, mutation: Mutation) -> None:
     resource = repetition_obs()
     mutation(resource)
     assert full_accepts(resource), rule
