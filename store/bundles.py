@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from store.conditional import existing_or_claim
-from store.errors import InvalidRequest, NotSupported, ReptrendError
+from store.errors import InvalidRequest, MethodNotAllowed, NotSupported, ReptrendError
 from store.resource_store import (
     Method,
     ResourceStore,
@@ -25,7 +25,7 @@ from store.resource_store import (
     new_resource_id,
     version_from_etag,
 )
-from store.search_params import SUPPORTED_TYPES
+from store.search_params import RESOURCE_SPECS, SUPPORTED_TYPES
 
 # FHIR transaction processing order: deletes, creates, updates, then reads.
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -66,6 +66,11 @@ def _parse_entry(position: int, raw: Any) -> Entry:
         raise NotSupported(
             f"{where}.request.url names an unsupported type {resource_type!r}",
             f"{where}.request.url",
+        )
+    if method != "GET" and RESOURCE_SPECS[resource_type].read_only:
+        # As the REST interactions answer (405): a Bundle is no way around it.
+        raise MethodNotAllowed(
+            f"{where}: {resource_type} is read-only on this server", f"{where}.request.method"
         )
     resource = raw.get("resource")
     if method in ("POST", "PUT") and not isinstance(resource, dict):

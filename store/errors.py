@@ -39,6 +39,10 @@ class NotSupported(ReptrendError):
     code = "not-supported"
 
 
+class MethodNotAllowed(NotSupported):
+    """The interaction is not offered for this resource type (a read-only type's writes)."""
+
+
 class ResourceNotFound(ReptrendError):
     code = "not-found"
 
