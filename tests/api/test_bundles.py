@@ -66,7 +66,7 @@ AUDIT_EVENT = {
     "source": {"observer": {"display": "reptrend"}},
 }
 
-AUDIT_WRITES = [
+AUDIT_WRITES: list[dict[str, Any]] = [
     {"request": {"method": "POST", "url": "AuditEvent"}, "resource": AUDIT_EVENT},
     {"request": {"method": "PUT", "url": "AuditEvent/ae1"}, "resource": AUDIT_EVENT},
     {"request": {"method": "DELETE", "url": "AuditEvent/ae1"}},
