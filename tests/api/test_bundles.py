@@ -55,6 +55,122 @@ def setup_session_procedure(client: TestClient, procedure_id: str) -> None:
     put(client, {**procedure, "id": procedure_id, "subject": {"reference": "Patient/rb"}})
 
 
+# --- conditional creates in one transaction ----------------------------------------------
+
+
+def test_two_identical_conditional_creates_in_one_transaction_make_one_resource(
+    client: TestClient,
+) -> None:
+    criteria = "identifier=urn:dupx|T1"
+    body = patient("urn:dupx", "T1")
+    first, second = (
+        "urn:uuid:dddddddd-0000-0000-0000-000000000001",
+        ("urn:uuid:dddddddd-0000-0000-0000-000000000002"),
+    )
+    observations = [
+        {
+            "fullUrl": f"urn:uuid:dddddddd-0000-0000-0000-00000000001{i}",
+            "request": {"method": "POST", "url": "Observation"},
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                "subject": {"reference": subject},
+                "effectiveDateTime": f"2026-03-0{i + 1}T08:00:00+01:00",
+                "valueInteger": 2,
+            },
+        }
+        for i, subject in enumerate((first, second))
+    ]
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create(first, criteria, body),
+            conditional_create(second, criteria, body),
+            *observations,
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    assert [e["response"]["status"] for e in entries[:2]] == ["201 Created", "200 OK"]
+    assert entries[0]["fullUrl"] == entries[1]["fullUrl"]
+    assert entries[1]["response"]["location"] == entries[0]["response"]["location"]
+    assert entries[1]["response"]["etag"] == entries[0]["response"]["etag"]
+    assert total(client, f"Patient?{criteria}") == 1
+    for entry in entries[2:]:
+        stored = client.get("/fhir/" + entry["fullUrl"]).json()
+        assert stored["subject"] == {"reference": entries[0]["fullUrl"]}
+    # The claim names the one resource: every later retry finds it.
+    retry = client.post("/fhir/Patient", json=body, headers={**FHIR, "If-None-Exist": criteria})
+    assert retry.status_code == 200
+    assert f"Patient/{retry.json()['id']}" == entries[0]["fullUrl"]
+
+
+def test_criteria_written_differently_are_the_same_condition_in_one_transaction(
+    client: TestClient,
+) -> None:
+    body = patient("urn:dupy", "T2", gender="male")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", "identifier=urn:dupy|T2&gender=male", body),
+            conditional_create("urn:uuid:2", "gender=male&identifier=urn%3Adupy%7CT2", body),
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK"]
+    assert total(client, "Patient?identifier=urn:dupy|T2") == 1
+
+
+def test_a_condition_that_matches_what_an_earlier_entry_creates_never_duplicates_it(
+    client: TestClient,
+) -> None:
+    """Different criteria, both matching the first entry's new resource: processed in order,
+    the second would find it; the server never stores two and never leaves a claim behind."""
+    body = patient("urn:dupz", "T3", gender="male")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", "identifier=urn:dupz|T3", body),
+            conditional_create("urn:uuid:2", "identifier=urn:dupz|T3&gender=male", body),
+        ),
+        headers=FHIR,
+    )
+    assert total(client, "Patient?identifier=urn:dupz|T3") == (
+        1 if response.status_code == 200 else 0
+    )
+    for criteria in ("identifier=urn:dupz|T3", "identifier=urn:dupz|T3&gender=male"):
+        retry = client.post("/fhir/Patient", json=body, headers={**FHIR, "If-None-Exist": criteria})
+        assert retry.status_code in (200, 201), retry.text
+    assert total(client, "Patient?identifier=urn:dupz|T3") == 1
+
+
+def test_a_conditional_update_of_what_a_conditional_create_makes_fails_the_transaction(
+    client: TestClient,
+) -> None:
+    criteria = "identifier=urn:dupw|T4"
+    body = patient("urn:dupw", "T4")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", criteria, body),
+            {"request": {"method": "PUT", "url": f"Patient?{criteria}"}, "resource": body},
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code in (400, 409, 412), response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert total(client, f"Patient?{criteria}") == 0
+    headers = {**FHIR, "If-None-Exist": criteria}
+    created = client.post("/fhir/Patient", json=body, headers=headers)
+    again = client.post("/fhir/Patient", json=body, headers=headers)
+    assert (created.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == created.json()["id"]
+
+
 # --- read-only types ------------------------------------------------------------------------
 
 AUDIT_EVENT = {
@@ -100,3 +216,77 @@ def test_a_batch_refuses_each_write_of_a_read_only_type_with_405(client: TestCli
     assert entries[1]["response"]["outcome"]["issue"][0]["code"] == "not-supported"
     assert client.get("/fhir/Patient/ro").status_code == 200
     assert total(client, "AuditEvent?_id=ae1") == 0
+
+
+# --- processing order -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delete_first", [True, False], ids=["delete-listed-first", "post-first"])
+def test_a_conditional_create_sees_a_delete_in_the_same_transaction(
+    client: TestClient, delete_first: bool
+) -> None:
+    put(client, {**patient("urn:o5", "1"), "id": "b1"})
+    delete = {"request": {"method": "DELETE", "url": "Patient/b1"}}
+    create = conditional_create("urn:uuid:1", "identifier=urn:o5|1", patient("urn:o5", "1"))
+    entries = (delete, create) if delete_first else (create, delete)
+    response = client.post("/fhir", json=transaction(*entries), headers=FHIR)
+    assert response.status_code == 200, response.text
+    by_method = {
+        e["request"]["method"]: r for e, r in zip(entries, response.json()["entry"], strict=True)
+    }
+    assert by_method["DELETE"]["response"]["status"] == "204 No Content"
+    assert by_method["POST"]["response"]["status"] == "201 Created"
+    assert by_method["POST"]["fullUrl"] != "Patient/b1"
+    assert client.get("/fhir/Patient/b1").status_code == 410
+    assert total(client, "Patient?identifier=urn:o5|1") == 1
+
+
+def test_an_observation_part_of_a_procedure_deleted_in_the_same_transaction_is_rejected(
+    client: TestClient,
+) -> None:
+    setup_session_procedure(client, "dp2")
+    missing = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/nope"),
+            }
+        ),
+        headers=FHIR,
+    )
+    assert missing.status_code == 400
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {"request": {"method": "DELETE", "url": "Procedure/dp2"}},
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/dp2"),
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["diagnostics"] == missing.json()["issue"][0]["diagnostics"].replace("nope", "dp2")
+    assert client.get("/fhir/Procedure/dp2").status_code == 200, "nothing was deleted"
+    assert total(client, "Observation?part-of=Procedure/dp2") == 0
+
+
+def test_a_resource_deleted_and_written_in_one_transaction_fails_it(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "twice"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {"request": {"method": "DELETE", "url": "Patient/twice"}},
+            {
+                "request": {"method": "PUT", "url": "Patient/twice"},
+                "resource": {"resourceType": "Patient", "id": "twice", "gender": "male"},
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    stored = client.get("/fhir/Patient/twice").json()
+    assert stored["meta"]["versionId"] == "1"
