@@ -374,8 +374,11 @@ def _in_entry(error: ReptrendError, written: list[Entry]) -> ReptrendError:
         return error
     position = written[index].position
     expression = error.expression or ""
-    _, _, rest = expression.partition(".")
-    error.expression = f"Bundle.entry[{position}].resource" + (f".{rest}" if rest else "")
+    if expression == "If-Match":
+        error.expression = f"Bundle.entry[{position}].request.ifMatch"
+    else:
+        _, _, rest = expression.partition(".")
+        error.expression = f"Bundle.entry[{position}].resource" + (f".{rest}" if rest else "")
     error.diagnostics = f"Bundle.entry[{position}]: {error.diagnostics}"
     return error
 

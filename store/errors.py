@@ -17,8 +17,11 @@ class ReptrendError(Exception):
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression
-        # Which write of a batch failed, so Bundle processing can name the entry.
+        # Which write of a batch failed, so Bundle processing can name the entry; or, from
+        # checks across the batch, the (type, id) of the resource at fault, which
+        # `ResourceStore.write` turns into the index.
         self.batch_index: int | None = None
+        self.resource_key: tuple[str, str] | None = None
 
 
 class InvalidResource(ReptrendError):

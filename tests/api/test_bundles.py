@@ -269,7 +269,9 @@ def test_an_observation_part_of_a_procedure_deleted_in_the_same_transaction_is_r
     )
     assert response.status_code == 400, response.text
     issue = response.json()["issue"][0]
-    assert issue["diagnostics"] == missing.json()["issue"][0]["diagnostics"].replace("nope", "dp2")
+    # The same error as a missing Procedure (the entry named, in either case).
+    expected = missing.json()["issue"][0]["diagnostics"].replace("nope", "dp2")
+    assert issue["diagnostics"].partition(": ")[2] == expected.partition(": ")[2]
     assert client.get("/fhir/Procedure/dp2").status_code == 200, "nothing was deleted"
     assert total(client, "Observation?part-of=Procedure/dp2") == 0
 
@@ -290,3 +292,55 @@ def test_a_resource_deleted_and_written_in_one_transaction_fails_it(client: Test
     assert response.status_code == 400, response.text
     stored = client.get("/fhir/Patient/twice").json()
     assert stored["meta"]["versionId"] == "1"
+
+
+# --- errors name the entry ------------------------------------------------------------------
+
+
+def test_a_missing_part_of_names_the_entry(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "rb"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "PUT", "url": "Patient/rb"},
+                "resource": {"resourceType": "Patient", "id": "rb"},
+            },
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/nope"),
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].resource.partOf"]
+    assert issue["diagnostics"].startswith("Bundle.entry[1]: ")
+
+
+def test_a_stale_if_match_names_the_entry(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "im"})
+    put(client, {"resourceType": "Patient", "id": "im", "gender": "male"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient"},
+            },
+            {
+                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient"},
+            },
+            {
+                "request": {"method": "PUT", "url": "Patient/im", "ifMatch": 'W/"1"'},
+                "resource": {"resourceType": "Patient", "id": "im"},
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 412, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[2].request.ifMatch"]
+    assert issue["diagnostics"].startswith("Bundle.entry[2]: ")
