@@ -16,6 +16,7 @@ from domain.protocols import InvalidParameter
 from store.errors import (
     InvalidRequest,
     InvalidResource,
+    MethodNotAllowed,
     NotSupported,
     PreconditionFailed,
     ReptrendError,
@@ -31,6 +32,7 @@ STATUS: dict[type[ReptrendError], int] = {
     InvalidResource: 400,
     InvalidRequest: 400,
     NotSupported: 404,
+    MethodNotAllowed: 405,
     ResourceNotFound: 404,
     ResourceGone: 410,
     VersionConflict: 409,

@@ -13,8 +13,14 @@ from typing import Any
 
 import orjson
 
-from store.conditional import existing_or_claim
-from store.errors import InvalidRequest, NotSupported, ReptrendError
+from store.conditional import existing_or_claim, normalise_criteria
+from store.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotSupported,
+    PreconditionFailed,
+    ReptrendError,
+)
 from store.resource_store import (
     Method,
     ResourceStore,
@@ -25,7 +31,8 @@ from store.resource_store import (
     new_resource_id,
     version_from_etag,
 )
-from store.search_params import SUPPORTED_TYPES
+from store.search import matching_ids
+from store.search_params import RESOURCE_SPECS, SUPPORTED_TYPES
 
 # FHIR transaction processing order: deletes, creates, updates, then reads.
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -66,6 +73,11 @@ def _parse_entry(position: int, raw: Any) -> Entry:
         raise NotSupported(
             f"{where}.request.url names an unsupported type {resource_type!r}",
             f"{where}.request.url",
+        )
+    if method != "GET" and RESOURCE_SPECS[resource_type].read_only:
+        # As the REST interactions answer (405): a Bundle is no way around it.
+        raise MethodNotAllowed(
+            f"{where}: {resource_type} is read-only on this server", f"{where}.request.method"
         )
     resource = raw.get("resource")
     if method in ("POST", "PUT") and not isinstance(resource, dict):
@@ -115,6 +127,14 @@ def _with_assigned_id(entry: Entry, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _in_request(error: ReptrendError, entry: Entry) -> ReptrendError:
+    """Point an error about a conditional entry's criteria at that entry's request."""
+    field = "ifNoneExist" if entry.method == "POST" else "url"
+    error.diagnostics = f"Bundle.entry[{entry.position}]: {error.diagnostics}"
+    error.expression = f"Bundle.entry[{entry.position}].request.{field}"
+    return error
+
+
 def _resolve_condition(store: ResourceStore, entry: Entry) -> Entry:
     """Decide which resource a conditional entry creates or updates (race-free claims)."""
     if entry.condition is None:
@@ -122,13 +142,15 @@ def _resolve_condition(store: ResourceStore, entry: Entry) -> Entry:
     try:
         existing = existing_or_claim(store, entry.type, entry.condition, entry.id)
     except ReptrendError as error:
-        error.diagnostics = f"Bundle.entry[{entry.position}]: {error.diagnostics}"
-        error.expression = f"Bundle.entry[{entry.position}].request"
-        raise
+        raise _in_request(error, entry) from None
     if existing is None:
         return entry
     if entry.method == "POST":
         return replace(entry, id=existing, matched=True)
+    return _resolved_update(entry, existing)
+
+
+def _resolved_update(entry: Entry, existing: str) -> Entry:
     body_id = (entry.resource or {}).get("id")
     if body_id not in (None, existing):
         raise InvalidRequest(
@@ -203,19 +225,50 @@ def _entries(bundle: Mapping[str, Any]) -> list[Any]:
 
 
 def process_transaction(store: ResourceStore, bundle: Mapping[str, Any]) -> dict[str, Any]:
-    """All or nothing: raises on the first problem, leaving the caller to roll back."""
+    """All or nothing: raises on the first problem, leaving the caller to roll back.
+
+    Entries are processed in FHIR's order (deletes, creates, updates, reads) and conditional
+    criteria are evaluated in that order: the deletes are written first (when anything
+    follows them), so a conditional create after them no longer finds what they deleted and
+    an Observation is not part of a Procedure they deleted. The creates and updates then go
+    in as one write, as before: a transaction of plain creates is still one batch of
+    statements.
+    """
     parsed = [_parse_entry(i, raw) for i, raw in enumerate(_entries(bundle))]
-    ordered = [
-        _resolve_condition(store, entry)
-        for entry in sorted(parsed, key=lambda e: (_ORDER[e.method], e.position))
-    ]
-    targets = {
-        e.full_url: f"{e.type}/{e.id}"
-        for e in ordered
-        if e.full_url and e.method in ("POST", "PUT")
+    ordered = sorted(parsed, key=lambda e: (_ORDER[e.method], e.position))
+    deletes = [e for e in ordered if e.method == "DELETE"]
+    outcomes: dict[int, WriteOutcome] = {}
+    if deletes:
+        outcomes.update(_write_entries(store, deletes, {}))
+    resolved = _resolve_conditions(store, [e for e in ordered if e.method in ("POST", "PUT")])
+    written = [e for e in resolved if not e.matched]
+    _check_identities([*deletes, *written])
+    targets = {e.full_url: f"{e.type}/{e.id}" for e in resolved if e.full_url}
+    outcomes.update(_write_entries(store, written, targets))
+    _check_conditions_in_order(store, resolved)
+    responses: dict[int, dict[str, Any]] = {
+        e.position: _response(outcomes[e.position], e.method) for e in [*deletes, *written]
     }
-    written = [e for e in ordered if e.method != "GET" and not e.matched]
-    with_body = [e for e in written if e.resource is not None]
+    for entry in resolved:
+        if entry.matched:
+            existing = store.read(entry.type, entry.id)
+            responses[entry.position] = _response(WriteOutcome(existing, created=False), "POST")
+    for entry in ordered:
+        if entry.method == "GET":
+            responses[entry.position] = _read_response(_read(store, entry))
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [responses[i] for i in range(len(parsed))],
+    }
+
+
+def _write_entries(
+    store: ResourceStore, entries: list[Entry], targets: Mapping[str, str]
+) -> dict[int, WriteOutcome]:
+    """One `store.write` for these entries (references to fullUrls rewritten); outcomes by
+    entry position."""
+    with_body = [e for e in entries if e.resource is not None]
     bodies = dict(
         zip(
             (e.position for e in with_body),
@@ -224,30 +277,88 @@ def process_transaction(store: ResourceStore, bundle: Mapping[str, Any]) -> dict
         )
     )
     writes: list[Write] = []
-    for entry in written:
+    for entry in entries:
         body = bodies.get(entry.position)
         if body is not None:
             body = _with_assigned_id(entry, body)
         method = Method.UPDATE if entry.method == "PUT" else Method(entry.method)
         writes.append(Write(method, entry.type, entry.id, body, if_match=entry.if_match))
+    if not writes:
+        return {}
     try:
         outcomes = store.write(writes)
     except ReptrendError as error:
-        raise _in_entry(error, written) from None
-    responses: dict[int, dict[str, Any]] = {}
-    for entry, outcome in zip(written, outcomes, strict=True):
-        responses[entry.position] = _response(outcome, entry.method)
-    for entry in ordered:
-        if entry.matched:
-            existing = store.read(entry.type, entry.id)
-            responses[entry.position] = _response(WriteOutcome(existing, created=False), "POST")
-        elif entry.method == "GET":
-            responses[entry.position] = _read_response(_read(store, entry))
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": [responses[i] for i in range(len(parsed))],
-    }
+        raise _in_entry(error, entries) from None
+    return {e.position: o for e, o in zip(entries, outcomes, strict=True)}
+
+
+def _resolve_conditions(store: ResourceStore, entries: list[Entry]) -> list[Entry]:
+    """Resolve conditional entries in processing order.
+
+    An entry whose criteria (normalised: the same search however written) are those of an
+    earlier entry of the transaction gets that entry's resource: a second identical
+    conditional create answers with the resource the first creates, and claims nothing (the
+    claim in `conditional_key` names the first's id, which is the one created)."""
+    seen: dict[tuple[str, str], Entry] = {}
+    resolved: list[Entry] = []
+    for entry in entries:
+        if entry.condition is None:
+            resolved.append(entry)
+            continue
+        try:
+            key = (entry.type, normalise_criteria(entry.condition))
+        except ReptrendError as error:
+            raise _in_request(error, entry) from None
+        earlier = seen.get(key)
+        if earlier is None:
+            outcome = _resolve_condition(store, entry)
+            seen[key] = outcome
+        elif entry.method == "POST":
+            outcome = replace(entry, id=earlier.id, matched=True)
+        else:
+            outcome = _resolved_update(entry, earlier.id)
+        resolved.append(outcome)
+    return resolved
+
+
+def _check_identities(entries: list[Entry]) -> None:
+    """FHIR: a transaction whose writes (conditional ones as resolved) name one resource
+    twice fails. Deletes are written on their own first, so the store's own check of one
+    write does not see them together with the rest."""
+    first: dict[tuple[str, str], Entry] = {}
+    for entry in entries:
+        other = first.setdefault((entry.type, entry.id), entry)
+        if other is not entry:
+            raise InvalidRequest(
+                f"Bundle.entry[{entry.position}]: {entry.type}/{entry.id} is also written by "
+                f"Bundle.entry[{other.position}]; a transaction writes each resource once",
+                f"Bundle.entry[{entry.position}].request",
+            )
+
+
+def _check_conditions_in_order(store: ResourceStore, resolved: list[Entry]) -> None:
+    """Criteria were evaluated before the creates and updates were written (so they are one
+    write). A conditional entry whose criteria, evaluated in order, would have found what an
+    earlier entry of the same type writes (different criteria matching the same new
+    resource, say) would have had another outcome: the transaction fails (412) rather than
+    store a duplicate. Searches only for conditional entries that follow a write of their
+    type in this transaction."""
+    written_before: dict[str, dict[str, Entry]] = {}
+    for entry in resolved:
+        earlier = written_before.get(entry.type, {})
+        if entry.condition is not None and earlier:
+            found = set(matching_ids(store, entry.type, entry.condition)) - {entry.id}
+            clash = sorted(found & set(earlier))
+            if clash:
+                other = earlier[clash[0]]
+                error = PreconditionFailed(
+                    f"{entry.type}/{clash[0]}, which Bundle.entry[{other.position}] writes, also "
+                    "matches these criteria: processed in order, they would not create or "
+                    "update what they did; make the criteria of the entries distinct"
+                )
+                raise _in_request(error, entry)
+        if not entry.matched:
+            written_before.setdefault(entry.type, {})[entry.id] = entry
 
 
 def _read(store: ResourceStore, entry: Entry) -> StoredResource:
@@ -263,8 +374,11 @@ def _in_entry(error: ReptrendError, written: list[Entry]) -> ReptrendError:
         return error
     position = written[index].position
     expression = error.expression or ""
-    _, _, rest = expression.partition(".")
-    error.expression = f"Bundle.entry[{position}].resource" + (f".{rest}" if rest else "")
+    if expression == "If-Match":
+        error.expression = f"Bundle.entry[{position}].request.ifMatch"
+    else:
+        _, _, rest = expression.partition(".")
+        error.expression = f"Bundle.entry[{position}].resource" + (f".{rest}" if rest else "")
     error.diagnostics = f"Bundle.entry[{position}]: {error.diagnostics}"
     return error
 

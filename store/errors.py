@@ -17,8 +17,11 @@ class ReptrendError(Exception):
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression
-        # Which write of a batch failed, so Bundle processing can name the entry.
+        # Which write of a batch failed, so Bundle processing can name the entry; or, from
+        # checks across the batch, the (type, id) of the resource at fault, which
+        # `ResourceStore.write` turns into the index.
         self.batch_index: int | None = None
+        self.resource_key: tuple[str, str] | None = None
 
 
 class InvalidResource(ReptrendError):
@@ -37,6 +40,10 @@ class NotSupported(ReptrendError):
     """The resource type, interaction or parameter is not offered by this server."""
 
     code = "not-supported"
+
+
+class MethodNotAllowed(NotSupported):
+    """The interaction is not offered for this resource type (a read-only type's writes)."""
 
 
 class ResourceNotFound(ReptrendError):

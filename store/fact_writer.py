@@ -259,7 +259,7 @@ def _write_observation_facts(
     _delete_where(store, _PAIN, "observation_id", ids)
 
     parsed = []
-    referenced: set[str] = set()
+    referenced: dict[str, str] = {}  # Procedure id -> the first Observation part of it
     pain_rows: list[dict[str, Any]] = []
     for observation in observations:
         body = observation.body
@@ -268,7 +268,7 @@ def _write_observation_facts(
         for _i, part in enumerate(body.get("partOf", ())):
             target_type, target_id = split_reference(str(part.get("reference", "")))
             if target_type == "Procedure":
-                referenced.add(target_id)
+                referenced.setdefault(target_id, observation.id)
         if _live(observation) is None:
             continue
         session = session_observation(body)
@@ -288,14 +288,17 @@ def _write_observation_facts(
                 }
             )
 
-    unresolved = referenced - batch_procedures
+    unresolved = set(referenced) - batch_procedures
     sessions = {**_stored_sessions(store, unresolved), **batch_sessions}
     missing = unresolved - set(sessions) - store.live_ids("Procedure", unresolved - set(sessions))
     if missing:
-        raise InvalidResource(
-            f"Observation.partOf points to Procedure/{sorted(missing)[0]}, which does not exist",
+        first = next(p for p in referenced if p in missing)  # in the batch's order
+        error = InvalidResource(
+            f"Observation.partOf points to Procedure/{first}, which does not exist",
             "Observation.partOf",
         )
+        error.resource_key = ("Observation", referenced[first])
+        raise error
 
     fact_table_rows: list[dict[str, Any]] = []
     for observation_id, session in parsed:

@@ -308,16 +308,22 @@ class ResourceStore:
         now = self.clock()
         stamp = instant_text(now)
         outcomes: list[WriteOutcome] = []
-        for write, key in zip(writes, keys, strict=True):
-            outcomes.append(self._version(write, existing.get(key), now, stamp))
+        for position, (write, key) in enumerate(zip(writes, keys, strict=True)):
+            try:
+                outcomes.append(self._version(write, existing.get(key), now, stamp))
+            except ReptrendError as error:
+                error.batch_index = position
+                raise
         try:
             self._persist(writes, outcomes, replaced=set(existing))
             if not commit_next:
                 # Sent here, so a conflict surfaces in the write that caused it (inside the
                 # caller's savepoint), not at some later statement.
                 send_appends(self.connection)
-        except BaseException:
+        except BaseException as error:
             drop_appends(self.connection)
+            if isinstance(error, ReptrendError) and error.resource_key in keys:
+                error.batch_index = keys.index(error.resource_key)
             raise
         return outcomes
 

@@ -1,0 +1,346 @@
+"""Transaction and batch Bundles: FHIR R4's processing rules (http.html#trules), over HTTP."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import FHIR
+from tests.session_examples import example
+
+SESSION = example("session-transaction.json")
+PROCEDURE: dict[str, Any] = SESSION["entry"][0]["resource"]
+REPETITION: dict[str, Any] = SESSION["entry"][1]["resource"]
+
+
+def transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def patient(system: str, value: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "identifier": [{"system": system, "value": value}], **extra}
+
+
+def conditional_create(full_url: str, criteria: str, resource: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "fullUrl": full_url,
+        "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": criteria},
+        "resource": resource,
+    }
+
+
+def repetition(procedure_reference: str, subject: str = "Patient/rb") -> dict[str, Any]:
+    return {
+        **copy.deepcopy(REPETITION),
+        "subject": {"reference": subject},
+        "partOf": [{"reference": procedure_reference}],
+    }
+
+
+def total(client: TestClient, query: str) -> int:
+    return int(client.get(f"/fhir/{query}&_summary=count").json()["total"])
+
+
+def put(client: TestClient, resource: dict[str, Any]) -> None:
+    url = f"/fhir/{resource['resourceType']}/{resource['id']}"
+    assert client.put(url, json=resource, headers=FHIR).status_code in (200, 201)
+
+
+def setup_session_procedure(client: TestClient, procedure_id: str) -> None:
+    put(client, {"resourceType": "Patient", "id": "rb"})
+    procedure = {k: v for k, v in copy.deepcopy(PROCEDURE).items() if k != "basedOn"}
+    put(client, {**procedure, "id": procedure_id, "subject": {"reference": "Patient/rb"}})
+
+
+# --- conditional creates in one transaction ----------------------------------------------
+
+
+def test_two_identical_conditional_creates_in_one_transaction_make_one_resource(
+    client: TestClient,
+) -> None:
+    criteria = "identifier=urn:dupx|T1"
+    body = patient("urn:dupx", "T1")
+    first, second = (
+        "urn:uuid:dddddddd-0000-0000-0000-000000000001",
+        ("urn:uuid:dddddddd-0000-0000-0000-000000000002"),
+    )
+    observations = [
+        {
+            "fullUrl": f"urn:uuid:dddddddd-0000-0000-0000-00000000001{i}",
+            "request": {"method": "POST", "url": "Observation"},
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                "subject": {"reference": subject},
+                "effectiveDateTime": f"2026-03-0{i + 1}T08:00:00+01:00",
+                "valueInteger": 2,
+            },
+        }
+        for i, subject in enumerate((first, second))
+    ]
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create(first, criteria, body),
+            conditional_create(second, criteria, body),
+            *observations,
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    assert [e["response"]["status"] for e in entries[:2]] == ["201 Created", "200 OK"]
+    assert entries[0]["fullUrl"] == entries[1]["fullUrl"]
+    assert entries[1]["response"]["location"] == entries[0]["response"]["location"]
+    assert entries[1]["response"]["etag"] == entries[0]["response"]["etag"]
+    assert total(client, f"Patient?{criteria}") == 1
+    for entry in entries[2:]:
+        stored = client.get("/fhir/" + entry["fullUrl"]).json()
+        assert stored["subject"] == {"reference": entries[0]["fullUrl"]}
+    # The claim names the one resource: every later retry finds it.
+    retry = client.post("/fhir/Patient", json=body, headers={**FHIR, "If-None-Exist": criteria})
+    assert retry.status_code == 200
+    assert f"Patient/{retry.json()['id']}" == entries[0]["fullUrl"]
+
+
+def test_criteria_written_differently_are_the_same_condition_in_one_transaction(
+    client: TestClient,
+) -> None:
+    body = patient("urn:dupy", "T2", gender="male")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", "identifier=urn:dupy|T2&gender=male", body),
+            conditional_create("urn:uuid:2", "gender=male&identifier=urn%3Adupy%7CT2", body),
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK"]
+    assert total(client, "Patient?identifier=urn:dupy|T2") == 1
+
+
+def test_a_condition_that_matches_what_an_earlier_entry_creates_never_duplicates_it(
+    client: TestClient,
+) -> None:
+    """Different criteria, both matching the first entry's new resource: processed in order,
+    the second would find it; the server never stores two and never leaves a claim behind."""
+    body = patient("urn:dupz", "T3", gender="male")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", "identifier=urn:dupz|T3", body),
+            conditional_create("urn:uuid:2", "identifier=urn:dupz|T3&gender=male", body),
+        ),
+        headers=FHIR,
+    )
+    assert total(client, "Patient?identifier=urn:dupz|T3") == (
+        1 if response.status_code == 200 else 0
+    )
+    for criteria in ("identifier=urn:dupz|T3", "identifier=urn:dupz|T3&gender=male"):
+        retry = client.post("/fhir/Patient", json=body, headers={**FHIR, "If-None-Exist": criteria})
+        assert retry.status_code in (200, 201), retry.text
+    assert total(client, "Patient?identifier=urn:dupz|T3") == 1
+
+
+def test_a_conditional_update_of_what_a_conditional_create_makes_fails_the_transaction(
+    client: TestClient,
+) -> None:
+    criteria = "identifier=urn:dupw|T4"
+    body = patient("urn:dupw", "T4")
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            conditional_create("urn:uuid:1", criteria, body),
+            {"request": {"method": "PUT", "url": f"Patient?{criteria}"}, "resource": body},
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code in (400, 409, 412), response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert total(client, f"Patient?{criteria}") == 0
+    headers = {**FHIR, "If-None-Exist": criteria}
+    created = client.post("/fhir/Patient", json=body, headers=headers)
+    again = client.post("/fhir/Patient", json=body, headers=headers)
+    assert (created.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == created.json()["id"]
+
+
+# --- read-only types ------------------------------------------------------------------------
+
+AUDIT_EVENT = {
+    "resourceType": "AuditEvent",
+    "id": "ae1",
+    "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+    "recorded": "2026-03-01T08:00:00Z",
+    "agent": [{"requestor": True, "who": {"display": "someone"}}],
+    "source": {"observer": {"display": "reptrend"}},
+}
+
+AUDIT_WRITES: list[dict[str, Any]] = [
+    {"request": {"method": "POST", "url": "AuditEvent"}, "resource": AUDIT_EVENT},
+    {"request": {"method": "PUT", "url": "AuditEvent/ae1"}, "resource": AUDIT_EVENT},
+    {"request": {"method": "DELETE", "url": "AuditEvent/ae1"}},
+]
+
+
+@pytest.mark.parametrize("entry", AUDIT_WRITES, ids=lambda e: e["request"]["method"])
+def test_a_transaction_writing_a_read_only_type_fails_with_405(
+    client: TestClient, entry: dict[str, Any]
+) -> None:
+    ok = {
+        "request": {"method": "PUT", "url": "Patient/ro"},
+        "resource": {"resourceType": "Patient", "id": "ro"},
+    }
+    response = client.post("/fhir", json=transaction(ok, entry), headers=FHIR)
+    assert response.status_code == 405, response.text
+    assert response.json()["issue"][0]["code"] == "not-supported"
+    assert client.get("/fhir/Patient/ro").status_code == 404
+    assert total(client, "AuditEvent?_id=ae1") == 0
+
+
+def test_a_batch_refuses_each_write_of_a_read_only_type_with_405(client: TestClient) -> None:
+    ok = {
+        "request": {"method": "PUT", "url": "Patient/ro"},
+        "resource": {"resourceType": "Patient", "id": "ro"},
+    }
+    response = client.post("/fhir", json=transaction(ok, *AUDIT_WRITES, kind="batch"), headers=FHIR)
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["201 Created", "405", "405", "405"]
+    assert entries[1]["response"]["outcome"]["issue"][0]["code"] == "not-supported"
+    assert client.get("/fhir/Patient/ro").status_code == 200
+    assert total(client, "AuditEvent?_id=ae1") == 0
+
+
+# --- processing order -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delete_first", [True, False], ids=["delete-listed-first", "post-first"])
+def test_a_conditional_create_sees_a_delete_in_the_same_transaction(
+    client: TestClient, delete_first: bool
+) -> None:
+    put(client, {**patient("urn:o5", "1"), "id": "b1"})
+    delete = {"request": {"method": "DELETE", "url": "Patient/b1"}}
+    create = conditional_create("urn:uuid:1", "identifier=urn:o5|1", patient("urn:o5", "1"))
+    entries = (delete, create) if delete_first else (create, delete)
+    response = client.post("/fhir", json=transaction(*entries), headers=FHIR)
+    assert response.status_code == 200, response.text
+    by_method = {
+        e["request"]["method"]: r for e, r in zip(entries, response.json()["entry"], strict=True)
+    }
+    assert by_method["DELETE"]["response"]["status"] == "204 No Content"
+    assert by_method["POST"]["response"]["status"] == "201 Created"
+    assert by_method["POST"]["fullUrl"] != "Patient/b1"
+    assert client.get("/fhir/Patient/b1").status_code == 410
+    assert total(client, "Patient?identifier=urn:o5|1") == 1
+
+
+def test_an_observation_part_of_a_procedure_deleted_in_the_same_transaction_is_rejected(
+    client: TestClient,
+) -> None:
+    setup_session_procedure(client, "dp2")
+    missing = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/nope"),
+            }
+        ),
+        headers=FHIR,
+    )
+    assert missing.status_code == 400
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {"request": {"method": "DELETE", "url": "Procedure/dp2"}},
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/dp2"),
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    # The same error as a missing Procedure (the entry named, in either case).
+    expected = missing.json()["issue"][0]["diagnostics"].replace("nope", "dp2")
+    assert issue["diagnostics"].partition(": ")[2] == expected.partition(": ")[2]
+    assert client.get("/fhir/Procedure/dp2").status_code == 200, "nothing was deleted"
+    assert total(client, "Observation?part-of=Procedure/dp2") == 0
+
+
+def test_a_resource_deleted_and_written_in_one_transaction_fails_it(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "twice"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {"request": {"method": "DELETE", "url": "Patient/twice"}},
+            {
+                "request": {"method": "PUT", "url": "Patient/twice"},
+                "resource": {"resourceType": "Patient", "id": "twice", "gender": "male"},
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    stored = client.get("/fhir/Patient/twice").json()
+    assert stored["meta"]["versionId"] == "1"
+
+
+# --- errors name the entry ------------------------------------------------------------------
+
+
+def test_a_missing_part_of_names_the_entry(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "rb"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "PUT", "url": "Patient/rb"},
+                "resource": {"resourceType": "Patient", "id": "rb"},
+            },
+            {
+                "request": {"method": "POST", "url": "Observation"},
+                "resource": repetition("Procedure/nope"),
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].resource.partOf"]
+    assert issue["diagnostics"].startswith("Bundle.entry[1]: ")
+
+
+def test_a_stale_if_match_names_the_entry(client: TestClient) -> None:
+    put(client, {"resourceType": "Patient", "id": "im"})
+    put(client, {"resourceType": "Patient", "id": "im", "gender": "male"})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            {
+                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient"},
+            },
+            {
+                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient"},
+            },
+            {
+                "request": {"method": "PUT", "url": "Patient/im", "ifMatch": 'W/"1"'},
+                "resource": {"resourceType": "Patient", "id": "im"},
+            },
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 412, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[2].request.ifMatch"]
+    assert issue["diagnostics"].startswith("Bundle.entry[2]: ")
