@@ -465,8 +465,11 @@ def _subset(resource: StoredResource, elements: Sequence[str]) -> StoredResource
 
 
 def type_history(store: ResourceStore, request: HistoryRequest) -> HistoryResult:
-    """Every version of every resource of a type, newest first, keyset-paged."""
+    """Every version of every resource of a type (or of `request.resource_id` alone), newest
+    first, keyset-paged."""
     where: list[Any] = [_VERSION.c.tenant == store.tenant, _VERSION.c.type == request.type]
+    if request.resource_id is not None:
+        where.append(_VERSION.c.id == request.resource_id)
     if request.since is not None:
         where.append(_VERSION.c.last_updated >= request.since)
     query = sa.select(_VERSION).where(*where)

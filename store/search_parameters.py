@@ -190,6 +190,7 @@ class HistoryRequest:
     cursor: str | None = None
     applied: tuple[tuple[str, str], ...] = ()
     ignored: tuple[str, ...] = ()
+    resource_id: str | None = None  # instance history: only this resource's versions
 
 
 # --- entry points ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 import api.fhir.path_segments  # noqa: F401  (registers {type:fhirtype} and {id:fhirid})
-from api.deps import DatabaseDep, ReadUow, WriteUow
+from api.deps import DatabaseDep, WriteUow
 from api.errors import HttpProblem, bundle_error_entry
 from api.fhir.body import fhir_json_body
 from api.fhir.capability import capability_statement
@@ -208,29 +208,6 @@ def delete(
     )
     uow.commit()
     return FhirResponse(None, status_code=204)
-
-
-@router.get("/{type}/{id}/_history", summary="Instance history")
-def history(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
-    _spec(type)
-    versions = uow.resources.history(type, id)
-    base = str(request.base_url) + "fhir"
-    entries = []
-    for v in versions:
-        entry: dict[str, Any] = {
-            "fullUrl": f"{base}/{type}/{id}",
-            "request": {
-                "method": "DELETE" if v.deleted else ("POST" if v.version_id == 1 else "PUT"),
-                "url": f"{type}/{id}",
-            },
-            "response": {"status": "200 OK", "etag": v.etag},
-        }
-        if v.body is not None:
-            entry["resource"] = v.body
-        entries.append(entry)
-    return FhirResponse(
-        {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
-    )
 
 
 @router.get("/{type}/{id}/_history/{vid}", summary="Read one version")

@@ -7,6 +7,7 @@ is `store.search_parameters`, querying `store.search`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -74,6 +75,20 @@ def history_of_type(type: str, request: Request, uow: ReadUow) -> FhirResponse:
     base = fhir_base(request)
     links = _links(
         f"{base}/{type}/_history", [*parsed.applied, *_http(pairs)], parsed.cursor, result
+    )
+    return FhirResponse(_history_bundle(base, result, links, parsed.ignored))
+
+
+@router.get("/{type:fhirtype}/{id:fhirid}/_history", summary="Instance history, newest first")
+def history_of_instance(type: str, id: str, request: Request, uow: ReadUow) -> FhirResponse:
+    pairs = request.query_params.multi_items()
+    parsed = replace(parse_history(type, pairs, lenient=lenient_handling(request)), resource_id=id)
+    result = type_history(uow.resources, parsed)
+    if not result.entries:
+        uow.resources.history(type, id)  # 404 when the resource was never written
+    base = fhir_base(request)
+    links = _links(
+        f"{base}/{type}/{id}/_history", [*parsed.applied, *_http(pairs)], parsed.cursor, result
     )
     return FhirResponse(_history_bundle(base, result, links, parsed.ignored))
 

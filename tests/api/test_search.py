@@ -180,6 +180,25 @@ def test_type_history_lists_versions_newest_first_with_paging(client: TestClient
     ]
 
 
+def test_instance_history_pages_like_type_history_and_labels_each_version(
+    client: TestClient,
+) -> None:
+    put(client, observation("a"))
+    put(client, observation("b"))
+    put(client, observation("a", status="amended"))
+    client.delete("/fhir/Observation/a")
+    first = client.get("/fhir/Observation/a/_history?_count=2").json()
+    assert [e["response"]["etag"] for e in first["entry"]] == ['W/"3"', 'W/"2"']
+    assert [e["request"]["method"] for e in first["entry"]] == ["DELETE", "PUT"]
+    assert all("lastModified" in e["response"] for e in first["entry"])
+    rest = client.get(link(first, "next") or "").json()
+    assert [(e["request"]["method"], e["response"]["etag"]) for e in rest["entry"]] == [
+        ("PUT", 'W/"1"')  # created by PUT, so labelled PUT, as type history labels it
+    ]
+    assert client.get("/fhir/Observation/a/_history?foo=1").status_code == 400
+    assert client.get("/fhir/Observation/nobody/_history").status_code == 404
+
+
 def test_the_capability_statement_lists_exactly_what_search_accepts(client: TestClient) -> None:
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:
