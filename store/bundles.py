@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -31,7 +32,8 @@ from store.resource_store import (
     new_resource_id,
     version_from_etag,
 )
-from store.search import matching_ids
+from store.search import matching_ids, search
+from store.search_parameters import CURSOR, parse_search
 from store.search_params import RESOURCE_SPECS, SUPPORTED_TYPES
 
 # FHIR transaction processing order: deletes, creates, updates, then reads.
@@ -54,6 +56,8 @@ class Entry:
     if_match: int | None = None
     # Set when a conditional create found its resource: nothing is written for the entry.
     matched: bool = False
+    # A search (GET Type?criteria): its first page answers the entry, as a searchset.
+    search: str | None = None
 
 
 def _parse_entry(position: int, raw: Any) -> Entry:
@@ -97,10 +101,14 @@ def _parse_entry(position: int, raw: Any) -> Entry:
             resource,
             condition=condition,
         )
+    if query and method == "GET" and len(parts) == 1:
+        return Entry(position, method, resource_type, "", None, None, search=query)
     if query:
         if method != "PUT" or len(parts) != 1:
-            raise NotSupported(
-                f"{where}: only PUT supports search criteria in request.url", f"{where}.request.url"
+            raise InvalidRequest(
+                f"{where}: search criteria in request.url are for GET [type]?... (a search) "
+                "and PUT [type]?... (a conditional update)",
+                f"{where}.request.url",
             )
         return Entry(
             position,
@@ -217,6 +225,33 @@ def _read_response(resource: StoredResource) -> dict[str, Any]:
     }
 
 
+def _get_response(store: ResourceStore, entry: Entry) -> dict[str, Any]:
+    """A read, a vread or a search: a search answers with its first page as a searchset
+    (entries and the next page's link relative to the base, as the entry's own URL is)."""
+    if entry.search is None:
+        return _read_response(_read(store, entry))
+    where = f"Bundle.entry[{entry.position}].request.url"
+    try:
+        request = parse_search(entry.type, parse_qsl(entry.search, keep_blank_values=True))
+        result = search(store, request)
+    except ReptrendError as error:
+        error.diagnostics = f"Bundle.entry[{entry.position}]: {error.diagnostics}"
+        error.expression = where
+        raise
+    found = [(r, "match") for r in result.matches] + [(r, "include") for r in result.includes]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        bundle["total"] = result.total
+    if result.next_cursor is not None:
+        applied = [*request.applied, (CURSOR, result.next_cursor)]
+        bundle["link"] = [{"relation": "next", "url": f"{entry.type}?{urlencode(applied)}"}]
+    bundle["entry"] = [
+        {"fullUrl": f"{r.type}/{r.id}", "resource": r.body, "search": {"mode": mode}}
+        for r, mode in found
+    ]
+    return {"resource": bundle, "response": {"status": "200 OK"}}
+
+
 def _entries(bundle: Mapping[str, Any]) -> list[Any]:
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
@@ -255,7 +290,7 @@ def process_transaction(store: ResourceStore, bundle: Mapping[str, Any]) -> dict
             responses[entry.position] = _response(WriteOutcome(existing, created=False), "POST")
     for entry in ordered:
         if entry.method == "GET":
-            responses[entry.position] = _read_response(_read(store, entry))
+            responses[entry.position] = _get_response(store, entry)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -393,7 +428,7 @@ def process_batch(
         try:
             entry = _resolve_condition(store, _parse_entry(position, raw))
             if entry.method == "GET":
-                responses.append(_read_response(_read(store, entry)))
+                responses.append(_get_response(store, entry))
             elif entry.matched:
                 existing = store.read(entry.type, entry.id)
                 responses.append(_response(WriteOutcome(existing, created=False), "POST"))

@@ -344,3 +344,54 @@ def test_a_stale_if_match_names_the_entry(client: TestClient) -> None:
     issue = response.json()["issue"][0]
     assert issue["expression"] == ["Bundle.entry[2].request.ifMatch"]
     assert issue["diagnostics"].startswith("Bundle.entry[2]: ")
+
+
+# --- searches in a batch or a transaction ----------------------------------------------------
+
+
+def _search(url: str) -> dict[str, Any]:
+    return {"request": {"method": "GET", "url": url}}
+
+
+def test_a_search_in_a_batch_answers_with_its_first_page_as_a_searchset(
+    client: TestClient,
+) -> None:
+    for value in ("s1", "s2", "s3"):
+        put(client, {"resourceType": "Patient", "id": value, "identifier": [{"value": value}]})
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            _search("Patient?identifier=s2"),
+            _search("Patient?_count=2&_total=accurate"),
+            _search("Patient?colour=blue"),
+            kind="batch",
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    one, paged, bad = response.json()["entry"]
+    assert one["response"]["status"] == "200 OK"
+    assert one["resource"]["type"] == "searchset"
+    assert [e["fullUrl"] for e in one["resource"]["entry"]] == ["Patient/s2"]
+    assert paged["resource"]["total"] == 3 and len(paged["resource"]["entry"]) == 2
+    (next_link,) = paged["resource"]["link"]
+    assert next_link["relation"] == "next" and next_link["url"].startswith("Patient?")
+    rest = client.get(f"/fhir/{next_link['url']}").json()
+    assert len(rest["entry"]) == 1  # the link pages on through the REST API
+    assert bad["response"]["status"].startswith("400")
+    assert bad["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[2].request.url"]
+
+
+def test_a_search_in_a_transaction_runs_after_its_writes(client: TestClient) -> None:
+    response = client.post(
+        "/fhir",
+        json=transaction(
+            _search("Patient?identifier=urn:t|9"),
+            conditional_create("urn:uuid:p9", "identifier=urn:t|9", patient("urn:t", "9")),
+        ),
+        headers=FHIR,
+    )
+    assert response.status_code == 200, response.text
+    found, created = response.json()["entry"]
+    assert created["response"]["status"].startswith("201")
+    assert [e["fullUrl"] for e in found["resource"]["entry"]] == [created["fullUrl"]]
