@@ -97,7 +97,13 @@ def write_facts(store: ResourceStore, resources: Sequence[StoredResource]) -> Fa
         sessions = {row["procedure_id"]: session_info(row) for row in session_rows}
     if observations:
         _write_observation_facts(
-            store, observations, sessions, {p.id for p in procedures}, changes, stale
+            # A Procedure this write deletes is not there for its repetitions to be part of.
+            store,
+            observations,
+            sessions,
+            {p.id for p in procedures if p.body},
+            changes,
+            stale,
         )
     if session_rows:
         # After the repetitions: a new session's figures come from the rows made for it.

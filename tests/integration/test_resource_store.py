@@ -224,6 +224,29 @@ def test_an_observation_that_is_part_of_a_missing_procedure_is_rejected(engine: 
     assert rows(engine, tables.Resource) != [] and rows(engine, tables.SessionFact) == []
 
 
+def test_an_observation_part_of_a_procedure_deleted_in_the_same_write_is_rejected(
+    engine: Engine,
+) -> None:
+    put(engine, patient("example"))
+    procedure = copy.deepcopy(example("session-transaction.json")["entry"][0]["resource"])
+    procedure = {k: v for k, v in procedure.items() if k != "basedOn"}
+    put(engine, {**procedure, "id": "gone-session"})
+    compact = example("session-compact-observation.json")
+    compact = {**compact, "id": "compact-1", "partOf": [{"reference": "Procedure/gone-session"}]}
+    with pytest.raises(InvalidResource, match="does not exist"):
+        with UnitOfWork(engine, write=True, clock=_clock) as uow:
+            uow.resources.write(
+                [
+                    Write(Method.DELETE, "Procedure", "gone-session"),
+                    Write(Method.UPDATE, "Observation", "compact-1", compact),
+                ]
+            )
+            uow.commit()
+    stored = {(r["type"], r["id"]): r["deleted"] for r in rows(engine, tables.Resource)}
+    assert stored[("Procedure", "gone-session")] is False  # the write left no trace
+    assert ("Observation", "compact-1") not in stored
+
+
 def test_a_pain_score_outside_0_to_10_is_rejected_naming_the_value(engine: Engine) -> None:
     bundle = example("session-transaction.json")
     bundle["entry"][3]["resource"]["valueInteger"] = 11
