@@ -9,6 +9,7 @@ from typing import Any
 
 from store.fhir_dates import period_range, value_range
 from store.search_params import ParamType, SearchParam, spec_for
+from store.string_folding import fold_string
 
 Row = dict[str, Any]
 
@@ -209,7 +210,7 @@ def _add_strings(
     for value in values:
         for text in _strings(value):
             rows.string.append(
-                {**base, "ordinal": len(rows.string), "value": text.casefold(), "exact": text}
+                {**base, "ordinal": len(rows.string), "value": fold_string(text), "exact": text}
             )
 
 

@@ -19,6 +19,7 @@ from store.errors import InvalidRequest, NotSupported
 from store.fhir_dates import value_range
 from store.indexing import split_reference
 from store.search_params import RESOURCE_SPECS, ParamType, ResourceSpec, SearchParam
+from store.string_folding import fold_string
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
@@ -108,7 +109,7 @@ class NumberValue:
 
 @dataclass(frozen=True, slots=True)
 class StringValue:
-    text: str  # case-folded, like the index's lookup column
+    text: str  # case- and accent-folded (fold_string), like the index's lookup column
     written: str  # as given, for :exact
 
 
@@ -479,7 +480,7 @@ def _value(param: SearchParam, text: str, type_modifier: str | None, name: str) 
             return TokenValue(unescape(text))
         if kind is ParamType.STRING:
             written = unescape(text)
-            return StringValue(written.casefold(), written)
+            return StringValue(fold_string(written), written)
         if kind is ParamType.REFERENCE:
             return _reference(text, type_modifier)
         if kind is ParamType.DATE:

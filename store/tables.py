@@ -152,7 +152,7 @@ class SearchQuantity(SQLModel, table=True):
 
 
 class SearchString(SQLModel, table=True):
-    """Strings, normalised (case-folded) for FHIR's default starts-with matching."""
+    """Strings, normalised by case and accent (`fold_string`) for FHIR's default matching."""
 
     __tablename__ = "search_string"
     __table_args__ = (sa.Index("ix_search_string_lookup", "tenant", "type", "param", "value"),)
@@ -163,7 +163,7 @@ class SearchString(SQLModel, table=True):
     ordinal: int = _ordinal()
     param: str = Field(max_length=64)
     value: str
-    # The text as written, for :exact (case-sensitive); `value` serves the index lookups.
+    # The text as written, for :exact (case and accents); `value` serves the index lookups.
     exact: str
 
 

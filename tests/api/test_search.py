@@ -248,6 +248,54 @@ def test_search_sees_only_the_callers_clinic(settings: Settings) -> None:
 # --- the HL7 specification's example resources ----------------------------------------------
 
 
+def patient(resource_id: str, family: str, *given: str) -> dict[str, Any]:
+    name: dict[str, Any] = {"family": family, **({"given": list(given)} if given else {})}
+    return {"resourceType": "Patient", "id": resource_id, "name": [name]}
+
+
+def put_all(client: TestClient, *bodies: dict[str, Any]) -> None:
+    for body in bodies:
+        assert put(client, body).status_code == 201, body
+
+
+def test_string_search_ignores_accents_as_well_as_case(client: TestClient) -> None:
+    put_all(
+        client,
+        patient("mueller", "Müller", "Anna"),
+        patient("muller", "Muller", "Ben"),
+        patient("jose", "García", "José"),
+        patient("strasse", "Straße"),
+    )
+    # FHIR R4 string search: "equals or starts with ... after both have been normalized by
+    # case and accent", so the value written and the value searched fold alike.
+    assert search_ids(client, "Patient?name=mul") == {"mueller", "muller"}
+    assert search_ids(client, "Patient?family=MULLER") == {"mueller", "muller"}
+    assert search_ids(client, "Patient?family=m%C3%BCll") == {"mueller", "muller"}
+    assert search_ids(client, "Patient?given=jose") == {"jose"}
+    assert search_ids(client, "Patient?family=garcia") == {"jose"}
+    assert search_ids(client, "Patient?family=STRASSE") == {"strasse"}
+    total = client.get("/fhir/Patient?family=MULLER&_summary=count").json()["total"]
+    assert total == 2
+
+
+def test_string_contains_ignores_accents_and_exact_keeps_them(client: TestClient) -> None:
+    put_all(
+        client,
+        patient("mueller", "Müller"),
+        patient("muller", "Muller"),
+        patient("jose", "García", "José"),
+    )
+    assert search_ids(client, "Patient?family:contains=ULL") == {"mueller", "muller"}
+    assert search_ids(client, "Patient?family:contains=%C3%BCLLER") == {"mueller", "muller"}
+    assert search_ids(client, "Patient?name:contains=ose") == {"jose"}
+    # :exact compares the text as written: case and accents.
+    assert search_ids(client, "Patient?family:exact=M%C3%BCller") == {"mueller"}
+    assert search_ids(client, "Patient?family:exact=Muller") == {"muller"}
+    assert search_ids(client, "Patient?family:exact=muller") == set()
+    assert search_ids(client, "Patient?given:exact=Jose") == set()
+    assert search_ids(client, "Patient?given:exact=Jos%C3%A9") == {"jose"}
+
+
 def load_examples(client: TestClient) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """PUT every example (Procedures first, so partOf can resolve); returns what was stored
     and why each refused file was refused."""

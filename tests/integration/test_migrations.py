@@ -12,7 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from store.database import create_engine
 from store.errors import SchemaNotMigrated
 from store.schema import downgrade, require_migrated, upgrade
+from store.string_folding import fold_string
 from store.tables import METADATA
+from tests.integration.test_search_store import ids, patient, write
 
 
 def test_upgrade_head_leaves_nothing_for_autogenerate_to_add(migrated_url: str) -> None:
@@ -105,3 +107,63 @@ def test_search_rows_indexed_before_0007_are_numbered_within_their_resource(
         keys = connection.execute(sa.text("SELECT row FROM search_token ORDER BY row")).scalars()
         assert list(keys) == [1, 2, 3, 4, 5, 6]
     engine.dispose()
+
+
+def test_search_strings_folded_before_0008_are_refolded_without_accents(
+    migrated_url: str,
+) -> None:
+    downgrade(migrated_url, "0007")
+    engine = create_engine(migrated_url)
+    jose = {
+        "resourceType": "Patient",
+        "id": "jose",
+        "name": [{"family": "García", "given": ["José"]}],
+    }
+    write(engine, patient("mueller", "Müller"), jose)
+    # Rows as revision 0007's code left them: case folded, accents kept. Past them, more
+    # rows than one batch of the migration, for resources this test never reads.
+    names = ["Ødegård", "Straße", "Ångström", "ﬁnn", "Peter"]
+    filler = [
+        {"rid": f"f{n}", "exact": exact, "value": exact.casefold()}
+        for n in range(2_500)
+        for exact in [f"{names[n % len(names)]} {n}"]
+    ]
+    with engine.begin() as connection:
+        rows = connection.execute(sa.text("SELECT resource_id, ordinal, exact FROM search_string"))
+        indexed = rows.all()
+        for rid, ordinal, exact in indexed:
+            connection.execute(
+                sa.text(
+                    "UPDATE search_string SET value = :value "
+                    "WHERE resource_id = :rid AND ordinal = :ordinal"
+                ),
+                {"value": exact.casefold(), "rid": rid, "ordinal": ordinal},
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO search_string (tenant, type, resource_id, ordinal, param, value, "
+                "exact) VALUES ('default', 'Patient', :rid, 0, 'family', :value, :exact)"
+            ),
+            filler,
+        )
+    assert ids(engine, "Patient", "family=muller") == set()
+
+    upgrade(migrated_url)
+
+    assert ids(engine, "Patient", "family=muller") == {"mueller"}
+    assert ids(engine, "Patient", "name=MULL") == {"mueller"}
+    assert ids(engine, "Patient", "given=jose") == {"jose"}
+    assert ids(engine, "Patient", "family:exact=Müller") == {"mueller"}
+    assert ids(engine, "Patient", "family:exact=Muller") == set()
+    select = sa.text("SELECT value, exact FROM search_string")
+    with engine.connect() as connection:
+        folded = connection.execute(select).all()
+    assert len(folded) == len(indexed) + len(filler)
+    assert [value for value, _ in folded] == [fold_string(exact) for _, exact in folded]
+    assert {value for value, _ in folded} >= {"ødegard 0", "strasse 1", "angstrom 2", "finn 3"}
+    # And back: the folding of revision 0007 again.
+    downgrade(migrated_url, "0007")
+    with engine.connect() as connection:
+        unfolded = connection.execute(select).all()
+    engine.dispose()
+    assert [value for value, _ in unfolded] == [exact.casefold() for _, exact in unfolded]
