@@ -233,15 +233,16 @@ def test_an_observation_part_of_a_procedure_deleted_in_the_same_write_is_rejecte
     put(engine, {**procedure, "id": "gone-session"})
     compact = example("session-compact-observation.json")
     compact = {**compact, "id": "compact-1", "partOf": [{"reference": "Procedure/gone-session"}]}
-    with pytest.raises(InvalidResource, match="does not exist"):
-        with UnitOfWork(engine, write=True, clock=_clock) as uow:
-            uow.resources.write(
-                [
-                    Write(Method.DELETE, "Procedure", "gone-session"),
-                    Write(Method.UPDATE, "Observation", "compact-1", compact),
-                ]
-            )
-            uow.commit()
+    writes = [
+        Write(Method.DELETE, "Procedure", "gone-session"),
+        Write(Method.UPDATE, "Observation", "compact-1", compact),
+    ]
+    with (
+        pytest.raises(InvalidResource, match="does not exist"),
+        UnitOfWork(engine, write=True, clock=_clock) as uow,
+    ):
+        uow.resources.write(writes)
+        uow.commit()
     stored = {(r["type"], r["id"]): r["deleted"] for r in rows(engine, tables.Resource)}
     assert stored[("Procedure", "gone-session")] is False  # the write left no trace
     assert ("Observation", "compact-1") not in stored
