@@ -6,13 +6,18 @@ unit of work: any error rolls back every entry. A batch runs each entry in its o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from fhir_core.types import FhirBase, Uri, Url, Xhtml
 
 from store.conditional import existing_or_claim, normalise_criteria
 from store.errors import (
@@ -170,16 +175,27 @@ def _resolved_update(entry: Entry, existing: str) -> Entry:
 
 
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+# Bundle-local identities that may still appear in the text after the reference pass.
+_URN = re.compile(rb"urn:[^\s\"'\\<>]+")
+_URL = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'\\<>]+")
+# <a href="..."> and <img src="..."> (either quote) in a narrative's xhtml.
+_NARRATIVE_LINK = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])([^"'<>]*)\2""")
 
 
 def _rewrite_all(
     resources: list[dict[str, Any]], targets: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """Point references at Bundle entries' fullUrls (urn:uuid:...) to the entries' new ids.
+    """Point links to Bundle entries' fullUrls (urn:uuid:...) at the entries' new ids.
 
-    Serialises the whole list once and rewrites it with one regex pass (in C) instead of walking
-    every node in Python; orjson escapes quotes inside strings, so text that merely looks like
-    a reference is left alone. Inputs are not mutated.
+    R4 (http.html, transaction processing rules): the server replaces every matching link,
+    in references, in elements of type uri and url and in the narrative's <a href> and
+    <img src>; canonicals are not replaced. References go first: the whole list is
+    serialised once and rewritten with one regex pass (in C) instead of walking every node
+    in Python; orjson escapes quotes inside strings, so text that merely looks like a
+    reference is left alone. Only when a fullUrl still occurs in the text after that (rare:
+    the session bundles link entries by reference only) are the resources that hold one
+    walked, along the element types the R4B models declare (`_rewrite_links`). Inputs are
+    not mutated.
     """
     if not targets or not resources:
         return resources
@@ -191,10 +207,119 @@ def _rewrite_all(
         return match.group(0) if target is None else b'"reference":' + orjson.dumps(target)
 
     rewritten = _REFERENCE.sub(replace, text)
-    if rewritten == text:
+    linked = _remaining(rewritten, targets)
+    if rewritten == text and not linked:
         return resources
     result: list[dict[str, Any]] = orjson.loads(rewritten)
+    if linked:
+        named = {url: target for url, target in targets.items() if url in linked}
+        for resource in result:
+            serialised = orjson.dumps(resource).decode()
+            if any(url in serialised for url in named):
+                _rewrite_links(resource, _resource_model(resource.get("resourceType")), named)
     return result
+
+
+def _remaining(text: bytes, targets: Mapping[str, str]) -> set[str]:
+    """The targets' fullUrls that still occur in `text` as a whole string or attribute value,
+    from one regex pass for urns (a miss costs one scan of the text) and, only when some
+    fullUrl is an absolute URL (a PUT's RESTful fullUrl, say), a second one for URLs."""
+    found = set(_URN.findall(text))
+    if any(not url.startswith("urn:") for url in targets):
+        found.update(_URL.findall(text))
+    return {url.decode() for url in found} & targets.keys()
+
+
+_URI = "uri"
+_XHTML = "xhtml"
+_COMPLEX = "complex"
+_RESOURCE = "resource"
+
+_LinkField = tuple[str, "type[FHIRAbstractModel] | None"]
+
+
+def _link_kind(annotation: Any) -> _LinkField | None:
+    """How a field can hold a link: uri/url, xhtml, an element or a resource that can hold
+    one, or not at all (None). uuid and oid elements cannot hold a `Type/id` reference (the
+    resource would no longer validate) and canonicals are not replaced: left alone."""
+    options = [a for a in get_args(annotation) if a is not NoneType]
+    if get_origin(annotation) in (Union, UnionType, list):
+        return next(filter(None, map(_link_kind, options)), None)
+    if get_origin(annotation) is Annotated:
+        metadata = options[1:]
+        if any(type(m) in (Uri, Url) for m in metadata):
+            return _URI, None
+        if any(type(m) is Xhtml for m in metadata):
+            return _XHTML, None
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, FhirBase):
+        model = annotation.get_model_klass()
+        if model.__name__ == "Resource":
+            return _RESOURCE, None
+        return _COMPLEX, model
+    return None
+
+
+@functools.cache
+def _link_fields(model: type[FHIRAbstractModel]) -> Mapping[str, _LinkField]:
+    fields: dict[str, _LinkField] = {}
+    for name, field in model.model_fields.items():
+        kind = _link_kind(field.annotation)
+        if kind is not None:
+            fields[field.alias or name] = kind
+    return fields
+
+
+@functools.cache
+def _resource_model(resource_type: Any) -> type[FHIRAbstractModel] | None:
+    if type(resource_type) is not str:
+        return None
+    try:
+        return get_fhir_model_class(resource_type)
+    except (KeyError, ValueError):
+        return None
+
+
+def _rewrite_links(
+    node: dict[str, Any], model: type[FHIRAbstractModel] | None, targets: Mapping[str, str]
+) -> None:
+    """Rewrite, in place, uri/url values equal to a fullUrl and narrative links to one."""
+    if model is None:
+        return
+    fields = _link_fields(model)
+    for key, value in node.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        kind, child = field
+        if kind == _URI:
+            node[key] = _map_values(value, lambda v: targets.get(v, v))
+        elif kind == _XHTML:
+            node[key] = _map_values(value, lambda v: _rewrite_narrative(v, targets))
+        else:
+            for item in value if type(value) is list else [value]:
+                if type(item) is dict:
+                    if kind == _RESOURCE:
+                        child = _resource_model(item.get("resourceType"))
+                    _rewrite_links(item, child, targets)
+
+
+def _map_values(value: Any, rewrite: Callable[[str], str]) -> Any:
+    if type(value) is str:
+        return rewrite(value)
+    if type(value) is list:
+        return [rewrite(v) if type(v) is str else v for v in value]
+    return value
+
+
+def _rewrite_narrative(div: str, targets: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        target = targets.get(match.group(3))
+        if target is None:
+            return match.group(0)
+        return f"{match.group(1)}{match.group(2)}{target}{match.group(2)}"
+
+    return _NARRATIVE_LINK.sub(replace, div)
 
 
 def _rewrite_references(resource: dict[str, Any], targets: Mapping[str, str]) -> dict[str, Any]:

@@ -395,3 +395,109 @@ def test_a_search_in_a_transaction_runs_after_its_writes(client: TestClient) -> 
     found, created = response.json()["entry"]
     assert created["response"]["status"].startswith("201")
     assert [e["fullUrl"] for e in found["resource"]["entry"]] == [created["fullUrl"]]
+
+
+# --- links to entries' fullUrls (http.html#trules) ------------------------------------------
+
+CLINIC = "urn:uuid:0c11a1c0-0000-4000-8000-00000000000a"
+UUID_EXTENSION = "https://reptrend.dev/fhir/ext/visit"
+NARRATIVE = (
+    '<div xmlns="http://www.w3.org/1999/xhtml"><p>Seen at <a href="{link}">clinic</a> '
+    "<img src='{link}' alt=\"logo\"/>; booked as {text}</p></div>"
+)
+
+
+def linking_procedure(url: str) -> dict[str, Any]:
+    """A Procedure that names an entry's fullUrl in every kind of element R4 speaks of, and in
+    strings that are not links to it."""
+    return {
+        "resourceType": "Procedure",
+        "text": {"status": "generated", "div": NARRATIVE.format(link=url, text=url)},
+        "extension": [
+            {"url": "https://reptrend.dev/fhir/ext/site", "valueUri": url},
+            *([{"url": UUID_EXTENSION, "valueUuid": url}] if url.startswith("urn:uuid:") else []),
+        ],
+        "identifier": [{"system": "https://reptrend.dev/fhir/booking", "value": url}],
+        "instantiatesCanonical": [url],
+        "instantiatesUri": ["https://example.org/protocol", url],
+        "status": "completed",
+        "subject": {"reference": "Patient/ul"},
+        "performer": [{"actor": {"reference": url, "display": url}}],
+        "note": [{"text": url}],
+    }
+
+
+CLINIC_ENTRIES: dict[str, dict[str, Any]] = {
+    # A create: the server assigns the id.
+    "post-urn": {
+        "fullUrl": CLINIC,
+        "request": {"method": "POST", "url": "Organization"},
+        "resource": {"resourceType": "Organization", "name": "Back clinic"},
+    },
+    # An update whose fullUrl is the client's RESTful URL for it.
+    "put-url": {
+        "fullUrl": "https://ehr.example/fhir/Organization/ul-clinic",
+        "request": {"method": "PUT", "url": "Organization/ul-clinic"},
+        "resource": {"resourceType": "Organization", "id": "ul-clinic", "name": "Back clinic"},
+    },
+}
+
+
+def clinic_and_procedure(kind: str, clinic: str = "post-urn") -> dict[str, Any]:
+    entry = CLINIC_ENTRIES[clinic]
+    return transaction(
+        entry,
+        {
+            "fullUrl": "urn:uuid:0c11a1c0-0000-4000-8000-00000000000b",
+            "request": {"method": "POST", "url": "Procedure"},
+            "resource": linking_procedure(entry["fullUrl"]),
+        },
+        kind=kind,
+    )
+
+
+def stored(client: TestClient, response_entry: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = client.get("/fhir/" + response_entry["fullUrl"]).json()
+    return {k: v for k, v in body.items() if k not in ("id", "meta")}
+
+
+@pytest.mark.parametrize("clinic", sorted(CLINIC_ENTRIES))
+def test_a_transaction_points_uri_elements_and_narrative_links_at_the_new_id(
+    client: TestClient, clinic: str
+) -> None:
+    """R4: the server SHALL replace every matching link: references, elements of type uri and
+    url, <a href> and <img src> in the narrative. Canonicals are not replaced; R4 also lists
+    oid and uuid, but `Organization/<id>` is neither (the resource would no longer validate),
+    so they keep the urn; strings that are not links (an Identifier.value, a display, a note,
+    the narrative's text) are data, kept as sent."""
+    put(client, {"resourceType": "Patient", "id": "ul"})
+    sent = CLINIC_ENTRIES[clinic]["fullUrl"]
+    response = client.post("/fhir", json=clinic_and_procedure("transaction", clinic), headers=FHIR)
+    assert response.status_code == 200, response.text
+    clinic_entry, procedure_entry = response.json()["entry"]
+    new = clinic_entry["fullUrl"]
+    assert new.startswith("Organization/")
+    expected = {
+        **linking_procedure(sent),
+        "text": {"status": "generated", "div": NARRATIVE.format(link=new, text=sent)},
+        "extension": [{"url": "https://reptrend.dev/fhir/ext/site", "valueUri": new}],
+        "instantiatesUri": ["https://example.org/protocol", new],
+        "performer": [{"actor": {"reference": new, "display": sent}}],
+    }
+    if sent.startswith("urn:uuid:"):
+        # A uuid element cannot hold a reference (the resource would not validate).
+        expected["extension"].append({"url": UUID_EXTENSION, "valueUuid": sent})
+    assert stored(client, procedure_entry) == expected
+
+
+def test_a_batch_leaves_links_to_other_entries_as_sent(client: TestClient) -> None:
+    """R4: in a batch, references to resources the batch creates are non-conformant; the
+    server resolves no fullUrls, so a urn stays what the client wrote."""
+    put(client, {"resourceType": "Patient", "id": "ul"})
+    bundle = clinic_and_procedure("batch")
+    procedure = bundle["entry"][1]["resource"]
+    response = client.post("/fhir", json=bundle, headers=FHIR)
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    assert stored(client, response.json()["entry"][1]) == procedure
