@@ -563,7 +563,10 @@ def process_batch(
                     body = _with_assigned_id(entry, entry.resource)
                 method = Method.UPDATE if entry.method == "PUT" else Method(entry.method)
                 write = Write(method, entry.type, entry.id, body, if_match=entry.if_match)
-                outcome = store.write([write])[0]
+                try:
+                    outcome = store.write([write])[0]
+                except ReptrendError as error:
+                    raise _in_entry(error, [entry]) from None
                 responses.append(_response(outcome, entry.method))
             savepoint.commit()
         except ReptrendError as error:
