@@ -71,14 +71,12 @@ def test_two_identical_conditional_creates_in_one_transaction_make_one_resource(
         {
             "fullUrl": f"urn:uuid:dddddddd-0000-0000-0000-00000000001{i}",
             "request": {"method": "POST", "url": "Observation"},
-            "resource": {
-                "resourceType": "Observation",
-                "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
-                "subject": {"reference": subject},
-                "effectiveDateTime": f"2026-03-0{i + 1}T08:00:00+01:00",
-                "valueInteger": 2,
-            },
+            "resource": example(
+                "daily-pain-observation.json",
+                subject={"reference": subject},
+                effectiveDateTime=f"2026-03-0{i + 1}T08:00:00+01:00",
+                valueInteger=2,
+            ),
         }
         for i, subject in enumerate((first, second))
     ]
